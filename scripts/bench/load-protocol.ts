@@ -1,0 +1,157 @@
+/**
+ * Messages between the bench orchestrator and a load-generator child (`load.ts`) over the
+ * Node IPC channel. Both directions arrive as `unknown` and are narrowed here.
+ */
+
+/** A bounded throughput run: `publishers` clients publish to one topic filter that `subscribers` clients share. */
+export interface ThroughputJob {
+  readonly kind: 'throughput';
+  readonly port: number;
+  readonly qos: 0 | 1;
+  readonly publishers: number;
+  readonly subscribers: number;
+  readonly payloadBytes: number;
+  /** Unacknowledged QoS 1 PUBLISHes each publisher keeps outstanding. */
+  readonly window: number;
+  readonly warmupMs: number;
+  readonly measureMs: number;
+  /** Makes topics and client ids unique per run so nothing leaks between runs. */
+  readonly tag: string;
+}
+
+/** Opens raw idle connections up to each target in `steps`, pausing for the parent after each. */
+export interface IdleJob {
+  readonly kind: 'idle';
+  readonly port: number;
+  readonly steps: readonly number[];
+  /** Connections opened concurrently; more than the listen backlog would drop SYNs. */
+  readonly batchSize: number;
+  readonly connectTimeoutMs: number;
+}
+
+export type LoadJob = ThroughputJob | IdleJob;
+
+/** Parent to child. */
+export type ParentMessage =
+  | { readonly type: 'job'; readonly job: LoadJob }
+  /** Idle job: the parent has read RSS, go on to the next step. */
+  | { readonly type: 'continue' };
+
+export interface ThroughputResult {
+  /** PUBLISH packets received by all subscribers in the measured window, per second. */
+  readonly deliveredPerSec: number;
+  /** QoS 0: PUBLISH packets handed to the socket; QoS 1: PUBACKs received — per second. */
+  readonly publishedPerSec: number;
+  /** Delivered rate of each ~1 s slice of the measured window. */
+  readonly samplesPerSec: readonly number[];
+  /** Load generator CPU (user + system) over the measured window, % of one core. */
+  readonly loadCpuPercent: number;
+  readonly measuredMs: number;
+  /** Connections that closed or errored while the run was going. */
+  readonly unexpectedCloses: number;
+  /** PUBLISHes whose payload length was not the one sent, or PUBACKs for unknown ids. */
+  readonly anomalies: number;
+}
+
+export interface IdleStep {
+  readonly target: number;
+  readonly connected: number;
+  readonly failed: number;
+  /** Connections that got a CONNACK and were later closed by the broker. */
+  readonly dropped: number;
+}
+
+/** Child to parent. */
+export type ChildMessage =
+  | { readonly type: 'window-start' }
+  | { readonly type: 'window-end' }
+  | { readonly type: 'result'; readonly result: ThroughputResult }
+  | { readonly type: 'idle-step'; readonly step: IdleStep }
+  | { readonly type: 'done' }
+  | { readonly type: 'error'; readonly message: string };
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null;
+}
+
+function isFiniteNumber(value: unknown): value is number {
+  return typeof value === 'number' && Number.isFinite(value);
+}
+
+function isThroughputJob(v: unknown): v is ThroughputJob {
+  return (
+    isRecord(v) &&
+    v['kind'] === 'throughput' &&
+    isFiniteNumber(v['port']) &&
+    (v['qos'] === 0 || v['qos'] === 1) &&
+    isFiniteNumber(v['publishers']) &&
+    isFiniteNumber(v['subscribers']) &&
+    isFiniteNumber(v['payloadBytes']) &&
+    isFiniteNumber(v['window']) &&
+    isFiniteNumber(v['warmupMs']) &&
+    isFiniteNumber(v['measureMs']) &&
+    typeof v['tag'] === 'string'
+  );
+}
+
+function isIdleJob(v: unknown): v is IdleJob {
+  return (
+    isRecord(v) &&
+    v['kind'] === 'idle' &&
+    isFiniteNumber(v['port']) &&
+    Array.isArray(v['steps']) &&
+    v['steps'].every(isFiniteNumber) &&
+    isFiniteNumber(v['batchSize']) &&
+    isFiniteNumber(v['connectTimeoutMs'])
+  );
+}
+
+export function parseParentMessage(value: unknown): ParentMessage | undefined {
+  if (!isRecord(value)) return undefined;
+  if (value['type'] === 'continue') return { type: 'continue' };
+  if (value['type'] !== 'job') return undefined;
+  const job = value['job'];
+  return isThroughputJob(job) || isIdleJob(job) ? { type: 'job', job } : undefined;
+}
+
+function isThroughputResult(v: unknown): v is ThroughputResult {
+  return (
+    isRecord(v) &&
+    isFiniteNumber(v['deliveredPerSec']) &&
+    isFiniteNumber(v['publishedPerSec']) &&
+    Array.isArray(v['samplesPerSec']) &&
+    v['samplesPerSec'].every(isFiniteNumber) &&
+    isFiniteNumber(v['loadCpuPercent']) &&
+    isFiniteNumber(v['measuredMs']) &&
+    isFiniteNumber(v['unexpectedCloses']) &&
+    isFiniteNumber(v['anomalies'])
+  );
+}
+
+function isIdleStep(v: unknown): v is IdleStep {
+  return (
+    isRecord(v) &&
+    isFiniteNumber(v['target']) &&
+    isFiniteNumber(v['connected']) &&
+    isFiniteNumber(v['failed']) &&
+    isFiniteNumber(v['dropped'])
+  );
+}
+
+export function parseChildMessage(value: unknown): ChildMessage | undefined {
+  if (!isRecord(value)) return undefined;
+  switch (value['type']) {
+    case 'window-start':
+    case 'window-end':
+    case 'done':
+      return { type: value['type'] };
+    case 'result':
+      return isThroughputResult(value['result']) ? { type: 'result', result: value['result'] } : undefined;
+    case 'idle-step':
+      return isIdleStep(value['step']) ? { type: 'idle-step', step: value['step'] } : undefined;
+    case 'error':
+      return typeof value['message'] === 'string' ? { type: 'error', message: value['message'] } : undefined;
+    default:
+      return undefined;
+  }
+}

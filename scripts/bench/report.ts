@@ -1,0 +1,212 @@
+import type { BrokerName } from './brokers.js';
+import type { ThroughputResult } from './load-protocol.js';
+
+/** Result records and their rendering as markdown tables. */
+
+export type RunId = 'qos0-fan-in' | 'qos1-fan-in' | 'qos0-fan-out' | 'qos1-fan-out';
+
+export interface RunSpec {
+  readonly id: RunId;
+  readonly label: string;
+  readonly qos: 0 | 1;
+  readonly publishers: number;
+  readonly subscribers: number;
+}
+
+export type RunOutcome =
+  | {
+      readonly status: 'ok';
+      readonly result: ThroughputResult;
+      /** Broker CPU (all threads) over the measured window, % of one core. */
+      readonly brokerCpuPercent: number;
+    }
+  | { readonly status: 'failed'; readonly reason: string };
+
+export interface IdleOutcome {
+  readonly clients: number;
+  readonly rssKb?: number;
+  readonly connected?: number;
+  readonly failed?: number;
+  readonly dropped?: number;
+  readonly error?: string;
+}
+
+export interface BrokerReport {
+  readonly name: BrokerName;
+  readonly label: string;
+  status: 'ok' | 'failed to start';
+  startError?: string;
+  readonly runs: Partial<Record<RunId, RunOutcome>>;
+  /** Highest of VmHWM and sampled VmRSS over the throughput runs. */
+  peakRssKb?: number;
+  readonly idle: IdleOutcome[];
+  readonly notes: string[];
+}
+
+export interface MachineInfo {
+  readonly cpuModel: string;
+  readonly cores: number;
+  readonly kernel: string;
+  readonly node: string;
+  readonly mosquitto: string;
+  readonly aedes: string;
+}
+
+export interface Table {
+  readonly header: readonly string[];
+  readonly rows: readonly (readonly string[])[];
+}
+
+/** A generator at or above this CPU share is probably what limits the run. */
+const GENERATOR_SATURATED_PERCENT = 90;
+const BROKER_SATURATED_PERCENT = 85;
+
+export function formatRate(perSecond: number): string {
+  return Math.round(perSecond).toLocaleString('en-US');
+}
+
+export function formatMb(kb: number): string {
+  return (kb / 1024).toFixed(1);
+}
+
+function throughputCell(report: BrokerReport, id: RunId): string {
+  if (report.status === 'failed to start') return 'failed to start';
+  const outcome = report.runs[id];
+  if (outcome === undefined) return '—';
+  return outcome.status === 'ok' ? formatRate(outcome.result.deliveredPerSec) : 'failed';
+}
+
+function ratioCell(reports: readonly BrokerReport[], id: RunId): string {
+  const rate = (name: BrokerName): number | undefined => {
+    const outcome = reports.find((r) => r.name === name)?.runs[id];
+    return outcome?.status === 'ok' ? outcome.result.deliveredPerSec : undefined;
+  };
+  const outpost = rate('outpost');
+  const mosquitto = rate('mosquitto');
+  if (outpost === undefined || mosquitto === undefined || mosquitto === 0) return '—';
+  return `${(outpost / mosquitto).toFixed(2)}×`;
+}
+
+function idleCell(report: BrokerReport, clients: number): string {
+  if (report.status === 'failed to start') return 'failed to start';
+  const outcome = report.idle.find((o) => o.clients === clients);
+  if (outcome === undefined) return '—';
+  if (outcome.rssKb === undefined) return 'failed';
+  const mb = formatMb(outcome.rssKb);
+  const connected = outcome.connected ?? clients;
+  return connected === clients ? mb : `${mb} (${connected.toLocaleString('en-US')} connected)`;
+}
+
+export function resultsTable(
+  reports: readonly BrokerReport[],
+  runs: readonly RunSpec[],
+  idleClients: readonly number[],
+): Table {
+  const withRatio = reports.some((r) => r.name === 'outpost') && reports.some((r) => r.name === 'mosquitto');
+  const header = ['Measurement', ...reports.map((r) => r.label), ...(withRatio ? ['Outpost / Mosquitto'] : [])];
+  const rows: string[][] = [];
+  for (const run of runs) {
+    rows.push([
+      `${run.label} (msg/s delivered)`,
+      ...reports.map((r) => throughputCell(r, run.id)),
+      ...(withRatio ? [ratioCell(reports, run.id)] : []),
+    ]);
+  }
+  const noRatio = withRatio ? ['—'] : [];
+  rows.push([
+    'Peak RSS during throughput runs (MB)',
+    ...reports.map((r) =>
+      r.status === 'failed to start' ? 'failed to start' : r.peakRssKb === undefined ? '—' : formatMb(r.peakRssKb),
+    ),
+    ...noRatio,
+  ]);
+  for (const clients of idleClients) {
+    rows.push([
+      `Idle RSS, ${clients.toLocaleString('en-US')} clients (MB)`,
+      ...reports.map((r) => idleCell(r, clients)),
+      ...noRatio,
+    ]);
+  }
+  return { header, rows };
+}
+
+/** Where the CPU went in each run: tells a broker limit from a load-generator limit. */
+export function cpuTable(reports: readonly BrokerReport[], runs: readonly RunSpec[]): Table {
+  const header = ['CPU in measured window: broker / load generator', ...reports.map((r) => r.label)];
+  const rows = runs.map((run) => [
+    run.label,
+    ...reports.map((r) => {
+      const outcome = r.runs[run.id];
+      if (outcome?.status !== 'ok') return '—';
+      return `${Math.round(outcome.brokerCpuPercent)}% / ${Math.round(outcome.result.loadCpuPercent)}%`;
+    }),
+  ]);
+  return { header, rows };
+}
+
+/** Facts a reader needs to trust (or distrust) a number, one line each. */
+export function notes(reports: readonly BrokerReport[], runs: readonly RunSpec[]): string[] {
+  const out: string[] = [];
+  for (const r of reports) {
+    if (r.startError !== undefined) out.push(`${r.label} failed to start: ${r.startError}`);
+    for (const run of runs) {
+      const outcome = r.runs[run.id];
+      if (outcome === undefined) continue;
+      if (outcome.status === 'failed') {
+        out.push(`${r.label}, ${run.label}: failed: ${outcome.reason}`);
+        continue;
+      }
+      const { result, brokerCpuPercent } = outcome;
+      if (result.loadCpuPercent >= GENERATOR_SATURATED_PERCENT && brokerCpuPercent < BROKER_SATURATED_PERCENT) {
+        out.push(
+          `${r.label}, ${run.label}: load generator saturated (${Math.round(result.loadCpuPercent)}% CPU, broker ` +
+            `${Math.round(brokerCpuPercent)}%): the broker may do more than measured`,
+        );
+      }
+      if (result.unexpectedCloses > 0) {
+        out.push(`${r.label}, ${run.label}: ${result.unexpectedCloses} connection(s) closed during the run`);
+      }
+      if (result.anomalies > 0) {
+        out.push(`${r.label}, ${run.label}: ${result.anomalies} malformed PUBLISH / unknown PUBACK`);
+      }
+    }
+    for (const idle of r.idle) {
+      if (idle.error !== undefined) out.push(`${r.label}, idle ${idle.clients} clients: ${idle.error}`);
+      if ((idle.failed ?? 0) > 0 || (idle.dropped ?? 0) > 0) {
+        out.push(
+          `${r.label}, idle ${idle.clients} clients: ${idle.connected ?? 0} connected, ` +
+            `${idle.failed ?? 0} failed to connect, ${idle.dropped ?? 0} dropped after CONNACK`,
+        );
+      }
+    }
+    for (const note of r.notes) out.push(`${r.label}: ${note}`);
+  }
+  return out;
+}
+
+function isNumericCell(cell: string): boolean {
+  return /^[\d,.]+(×| \(.*\))?$/.test(cell) || /^\d+% \/ \d+%$/.test(cell);
+}
+
+/** Markdown with padded columns so it also reads well in a terminal. */
+export function renderMarkdown(table: Table): string {
+  const widths = table.header.map((h, i) => Math.max(h.length, ...table.rows.map((row) => (row[i] ?? '').length)));
+  const rightAligned = table.header.map((_, i) => i > 0 && table.rows.some((row) => isNumericCell(row[i] ?? '')));
+  const line = (cells: readonly string[]): string =>
+    `| ${cells
+      .map((cell, i) => {
+        const width = widths[i] ?? 0;
+        return rightAligned[i] === true ? cell.padStart(width) : cell.padEnd(width);
+      })
+      .join(' | ')} |`;
+  const rule = `|${widths.map((w, i) => (rightAligned[i] === true ? `${'-'.repeat(w + 1)}:` : '-'.repeat(w + 2))).join('|')}|`;
+  return [line(table.header), rule, ...table.rows.map(line)].join('\n');
+}
+
+export function machineLine(machine: MachineInfo): string {
+  return (
+    `Machine: ${machine.cpuModel}, ${machine.cores} cores, Linux ${machine.kernel}; ` +
+    `Node ${machine.node}; mosquitto ${machine.mosquitto}; aedes ${machine.aedes}`
+  );
+}
+

@@ -1,0 +1,233 @@
+import { parser as createParser, generate, type Packet, type IPublishPacket, type Parser } from 'mqtt-packet'
+import type { Logger } from 'pino'
+import type { Broker } from './broker.js'
+import { Framer } from './framer.js'
+import { dispatch } from './handlers/index.js'
+import { checkConnectPreamble } from './handlers/connect-preamble.js'
+import { ProtocolError } from './protocol-error.js'
+import type { Outlet, Session } from './session.js'
+import type { Message, MqttStream, ProtocolVersion, QoS, StreamMeta } from './types.js'
+
+/** QoS 0 messages to a client with more than this buffered are dropped, not queued without bound. */
+const CONGESTION_BYTES = 512 * 1024
+
+/** How long a closing stream may take to flush its last packet before it is destroyed. */
+const CLOSE_FLUSH_MS = 1000
+
+/** Protocol limit on a packet: 1 byte header, 4 bytes remaining length, 268,435,455 bytes body. */
+const MAX_PACKET = 268_435_455 + 5
+
+/**
+ * One client connection over any duplex stream. It frames and decodes packets, runs them
+ * through the handlers one at a time, and is the session's outlet while connected.
+ */
+export class Connection implements Outlet {
+  readonly broker: Broker
+  readonly meta: StreamMeta
+  log: Logger
+  state: 'new' | 'connecting' | 'open' | 'closed' = 'new'
+  version: ProtocolVersion = 4
+  clientId = ''
+  username: string | undefined
+  session: Session | undefined
+  will: Message | undefined
+  /** Seconds; 0 disables the keepalive check. */
+  keepalive = 0
+  lastSeen = Date.now()
+
+  readonly #stream: MqttStream
+  readonly #framer: Framer
+  #parser: Parser
+  #decoded: Packet | undefined
+  #decodeError: Error | undefined
+  /** Packets that arrived while an async handler ran; processed in order afterwards. */
+  #backlog: Buffer[] = []
+  #busy = false
+
+  constructor(broker: Broker, stream: MqttStream, meta: StreamMeta) {
+    this.broker = broker
+    this.meta = meta
+    this.#stream = stream
+    this.log = broker.log.child({ remote: this.remote })
+    const limit = broker.config.messageSizeLimit
+    // A PUBLISH body also holds the topic (up to 65,535 + 2 bytes) and a packet id; anything
+    // beyond that margin cannot be a payload within the limit, so refuse it unbuffered.
+    this.#framer = new Framer(limit > 0 ? Math.min(MAX_PACKET, limit + 65_545) : MAX_PACKET)
+    this.#parser = this.#newParser(4)
+    stream.on('data', (chunk: Buffer) => this.#onData(chunk))
+    stream.on('error', (err: Error) => this.close(`socket error: ${err.message}`, true))
+    stream.on('end', () => this.close('connection closed by peer', true))
+    stream.on('close', () => this.close('connection closed by peer', true))
+  }
+
+  /** A method rather than a state check, so TypeScript does not narrow it away across calls. */
+  isClosed(): boolean {
+    return this.state === 'closed'
+  }
+
+  get congested(): boolean {
+    return this.#stream.writableLength > CONGESTION_BYTES
+  }
+
+  get remote(): string {
+    const { remoteAddress, remotePort } = this.meta
+    return remotePort === undefined ? (remoteAddress ?? 'unknown') : `${remoteAddress}:${remotePort}`
+  }
+
+  /** Encodes and writes one packet with this connection's protocol version. */
+  write(packet: Packet): void {
+    if (this.state === 'closed') return
+    this.writeRaw(generate(packet, { protocolVersion: this.version }))
+  }
+
+  writeRaw(bytes: Buffer): void {
+    if (this.state === 'closed') return
+    const stats = this.broker.stats
+    stats.messagesSent++
+    stats.bytesSent += bytes.length
+    this.#stream.write(bytes)
+  }
+
+  sendPublish(message: Message, qos: QoS, packetId: number | undefined, retain: boolean, dup: boolean): void {
+    this.broker.stats.publishSent++
+    if (qos === 0 && !retain && this.version !== 5) {
+      this.writeRaw(this.broker.encodeQos0(message))
+      return
+    }
+    const packet: IPublishPacket = {
+      cmd: 'publish',
+      topic: message.topic,
+      payload: message.payload,
+      qos,
+      retain,
+      dup,
+    }
+    if (packetId !== undefined) packet.messageId = packetId
+    this.write(packet)
+  }
+
+  sendPubrel(packetId: number): void {
+    this.write({ cmd: 'pubrel', messageId: packetId })
+  }
+
+  /**
+   * Ends the connection once. `publishWill` is false only after a DISCONNECT [MQTT-3.14.4-3];
+   * every other ending (error, timeout, takeover, protocol violation) sends the will [MQTT-3.1.2-8].
+   */
+  close(reason: string, publishWill: boolean): void {
+    if (this.state === 'closed') return
+    const wasOpen = this.state === 'open'
+    this.state = 'closed'
+    this.#backlog = []
+    const stream = this.#stream
+    if (!stream.destroyed) {
+      stream.end()
+      setTimeout(() => stream.destroy(), CLOSE_FLUSH_MS).unref()
+    }
+    this.broker.connectionClosed(this, reason, publishWill && wasOpen)
+  }
+
+  /** Closes because of a protocol violation, logged with the rule it broke. */
+  fail(err: ProtocolError): void {
+    this.log.warn({ rule: err.rule, err: err.message }, 'protocol error, closing connection')
+    this.close(`protocol error: ${err.message}`, true)
+  }
+
+  /** Switches the decoder to the version the CONNECT announced. */
+  setVersion(version: ProtocolVersion): void {
+    this.version = version
+  }
+
+  #newParser(protocolVersion: ProtocolVersion): Parser {
+    const p = createParser({ protocolVersion })
+    p.on('packet', (packet: Packet) => {
+      this.#decoded = packet
+    })
+    p.on('error', (err: Error) => {
+      this.#decodeError = err
+    })
+    return p
+  }
+
+  #onData(chunk: Buffer): void {
+    if (this.state === 'closed') return
+    this.broker.stats.bytesReceived += chunk.length
+    this.lastSeen = Date.now()
+    const result = this.#framer.push(chunk, (raw) => this.#onPacket(raw))
+    if (!result.ok) {
+      if (result.error === 'too-large') {
+        this.log.warn({ size: result.size, limit: this.broker.config.messageSizeLimit }, 'packet exceeds message_size_limit, closing connection')
+        this.close('packet too large', true)
+      } else {
+        this.fail(new ProtocolError('malformed remaining length', 0x81, 'MQTT-1.5.5'))
+      }
+    }
+  }
+
+  /** Returns false once the connection is closed, so the framer stops. */
+  #onPacket(raw: Buffer): boolean {
+    if (this.state === 'closed') return false
+    if (this.#busy) {
+      this.#backlog.push(raw)
+      return true
+    }
+    this.#process(raw)
+    return !this.isClosed()
+  }
+
+  #process(raw: Buffer): void {
+    this.broker.stats.messagesReceived++
+    let bytes = raw
+    if (this.state === 'new') {
+      // Checks mqtt-packet cannot make for us: packet type, protocol name and level, so an
+      // unsupported level gets CONNACK 0x01 instead of a bare close [MQTT-3.1.2-2].
+      const pre = checkConnectPreamble(this, raw)
+      if (pre === undefined) return
+      bytes = pre
+    }
+    this.#decoded = undefined
+    this.#decodeError = undefined
+    this.#parser.parse(bytes)
+    const packet = this.#decoded as Packet | undefined
+    const decodeError = this.#decodeError as Error | undefined
+    if (decodeError !== undefined || packet === undefined) {
+      const message = decodeError?.message ?? 'incomplete packet'
+      this.fail(new ProtocolError(`malformed packet: ${message}`, 0x81))
+      return
+    }
+    let pending: void | Promise<void>
+    try {
+      pending = dispatch(this, packet, raw)
+    } catch (err) {
+      this.#handleError(err)
+      return
+    }
+    if (pending !== undefined) {
+      this.#busy = true
+      pending.then(
+        () => this.#resume(),
+        (err: unknown) => {
+          this.#handleError(err)
+          this.#resume()
+        },
+      )
+    }
+  }
+
+  #resume(): void {
+    this.#busy = false
+    while (!this.#busy && !this.isClosed() && this.#backlog.length > 0) {
+      this.#process(this.#backlog.shift() as Buffer)
+    }
+  }
+
+  #handleError(err: unknown): void {
+    if (err instanceof ProtocolError) {
+      this.fail(err)
+      return
+    }
+    // A bug of ours must not take the process down: log it and drop only this client.
+    this.log.error({ err }, 'internal error handling packet, closing connection')
+    this.close('internal error', true)
+  }
+}

@@ -1,0 +1,40 @@
+import type { IPubackPacket, IPubcompPacket, IPubrecPacket } from 'mqtt-packet'
+import type { Connection } from '../connection.js'
+import { ProtocolError } from '../protocol-error.js'
+import type { AckResult, Session } from '../session.js'
+import { assertLength, assertPacketId } from './wire.js'
+
+type Ack = IPubackPacket | IPubrecPacket | IPubcompPacket
+
+/** Shared checks: exact length (v3/v4), non-zero id, an open session. */
+function begin(conn: Connection, packet: Ack, raw: Buffer): { id: number; session: Session } {
+  if (conn.version !== 5) assertLength(packet, raw, 4)
+  const id = assertPacketId(packet)
+  const session = conn.session
+  if (session === undefined) throw new ProtocolError(`${packet.cmd} without a session`)
+  return { id, session }
+}
+
+function check(result: AckResult, packet: Ack, id: number): void {
+  // An ack of the wrong kind for a message in flight breaks the QoS flow [MQTT-4.3.2], [MQTT-4.3.3].
+  if (result === 'mismatch') throw new ProtocolError(`${packet.cmd} for packet ${id} does not match its QoS flow`, 0x82, 'MQTT-4.3')
+}
+
+/** PUBACK ends a QoS 1 delivery [MQTT-4.3.2-2]; an unknown id is ignored. */
+export function handlePuback(conn: Connection, packet: IPubackPacket, raw: Buffer): void {
+  const { id, session } = begin(conn, packet, raw)
+  check(session.puback(id), packet, id)
+}
+
+/** PUBREC: answer PUBREL [MQTT-4.3.3-1], also for an id we no longer hold, so the client can finish. */
+export function handlePubrec(conn: Connection, packet: IPubrecPacket, raw: Buffer): void {
+  const { id, session } = begin(conn, packet, raw)
+  check(session.pubrec(id), packet, id)
+  conn.sendPubrel(id)
+}
+
+/** PUBCOMP ends a QoS 2 delivery; an unknown id is ignored. */
+export function handlePubcomp(conn: Connection, packet: IPubcompPacket, raw: Buffer): void {
+  const { id, session } = begin(conn, packet, raw)
+  check(session.pubcomp(id), packet, id)
+}

@@ -1,0 +1,62 @@
+import type { Connection } from '../connection.js'
+import { ProtocolError } from '../protocol-error.js'
+import type { ProtocolVersion } from '../types.js'
+
+/**
+ * Reads the start of the first packet before mqtt-packet decodes it. Returns the bytes to decode,
+ * or undefined when the connection was refused or closed here.
+ */
+export function checkConnectPreamble(conn: Connection, raw: Buffer): Buffer | undefined {
+  // The first packet from a client MUST be CONNECT [MQTT-3.1.0-1].
+  if (((raw[0] as number) >> 4) !== 1) {
+    conn.fail(new ProtocolError('first packet is not CONNECT', 0x82, 'MQTT-3.1.0-1'))
+    return undefined
+  }
+  let pos = 1
+  while (pos < raw.length && ((raw[pos] as number) & 0x80) !== 0) pos++
+  pos++
+  if (pos + 2 > raw.length) return raw // too short: the decoder reports it as malformed
+  const nameLength = raw.readUInt16BE(pos)
+  const name = raw.subarray(pos + 2, pos + 2 + nameLength).toString('latin1')
+  const levelByte = raw[pos + 2 + nameLength]
+  if (levelByte === undefined) return raw
+  // Bit 7 of the level marks a Mosquitto-style bridge; the level itself is the low bits.
+  const level = levelByte & 0x7f
+
+  if (name === 'MQIsdp') {
+    if (level !== 3) return refuseVersion(conn, 4, level)
+    conn.setVersion(3)
+    // MQTT 3.1 reserved no CONNECT header flags, and 3.1 clients and Mosquitto ignore them;
+    // clear them so the 3.1.1 decoder does not reject the packet.
+    if (((raw[0] as number) & 0x0f) !== 0) {
+      const copy = Buffer.from(raw)
+      copy[0] = 0x10
+      return copy
+    }
+    return raw
+  }
+  if (name !== 'MQTT') {
+    // Not MQTT at all: close without CONNACK [MQTT-3.1.2-1].
+    conn.fail(new ProtocolError(`unknown protocol name ${JSON.stringify(name)}`, 0x82, 'MQTT-3.1.2-1'))
+    return undefined
+  }
+  if (level === 4) {
+    conn.setVersion(4)
+    return raw
+  }
+  if (level === 5) return refuseVersion(conn, 5, level)
+  return refuseVersion(conn, 4, level)
+}
+
+/** CONNACK "unacceptable protocol version" in the client's own dialect, then close [MQTT-3.1.2-2]. */
+function refuseVersion(conn: Connection, answerAs: ProtocolVersion, level: number): undefined {
+  conn.setVersion(answerAs)
+  if (answerAs === 5) {
+    conn.write({ cmd: 'connack', sessionPresent: false, reasonCode: 0x84 })
+  } else {
+    conn.write({ cmd: 'connack', sessionPresent: false, returnCode: 0x01 })
+  }
+  conn.log.info({ level }, 'refused CONNECT with unsupported protocol level')
+  conn.close(`unsupported protocol level ${level}`, false)
+  return undefined
+}

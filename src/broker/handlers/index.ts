@@ -1,0 +1,48 @@
+import type { Packet } from 'mqtt-packet'
+import type { Connection } from '../connection.js'
+import { ProtocolError } from '../protocol-error.js'
+import { handleConnect } from './connect.js'
+import { handleDisconnect } from './disconnect.js'
+import { handlePingreq } from './pingreq.js'
+import { handlePuback, handlePubcomp, handlePubrec } from './acks.js'
+import { handlePublish } from './publish.js'
+import { handlePubrel } from './pubrel.js'
+import { handleSubscribe } from './subscribe.js'
+import { handleUnsubscribe } from './unsubscribe.js'
+
+/**
+ * Routes one decoded packet to its handler. Handlers throw ProtocolError for violations; the
+ * connection turns that into a close. A returned promise holds back the next packet.
+ */
+export function dispatch(conn: Connection, packet: Packet, raw: Buffer): void | Promise<void> {
+  if (conn.state === 'new') {
+    if (packet.cmd !== 'connect') throw new ProtocolError('first packet is not CONNECT', 0x82, 'MQTT-3.1.0-1')
+    return handleConnect(conn, packet, raw)
+  }
+  switch (packet.cmd) {
+    case 'publish':
+      return handlePublish(conn, packet, raw)
+    case 'puback':
+      return handlePuback(conn, packet, raw)
+    case 'pubrec':
+      return handlePubrec(conn, packet, raw)
+    case 'pubrel':
+      return handlePubrel(conn, packet, raw)
+    case 'pubcomp':
+      return handlePubcomp(conn, packet, raw)
+    case 'subscribe':
+      return handleSubscribe(conn, packet, raw)
+    case 'unsubscribe':
+      return handleUnsubscribe(conn, packet, raw)
+    case 'pingreq':
+      return handlePingreq(conn, packet, raw)
+    case 'disconnect':
+      return handleDisconnect(conn, packet, raw)
+    case 'connect':
+      // A second CONNECT is a protocol violation [MQTT-3.1.0-2].
+      throw new ProtocolError('second CONNECT on one connection', 0x82, 'MQTT-3.1.0-2')
+    default:
+      // CONNACK, SUBACK, UNSUBACK, PINGRESP only flow server to client; AUTH is v5 only.
+      throw new ProtocolError(`${packet.cmd} is not allowed from a client`, 0x82, 'MQTT-2.2.1')
+  }
+}

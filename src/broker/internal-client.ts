@@ -1,0 +1,91 @@
+import type { Broker } from './broker.js'
+import type { Outlet, Session } from './session.js'
+import type { Message, QoS } from './types.js'
+
+/**
+ * Receives messages for an internal client. For QoS 1/2 the delivery counts as acknowledged when
+ * the returned promise resolves, so a handler that forwards elsewhere (upstream bridge) keeps
+ * the message in flight, and inside the in-flight window, until it is safely passed on.
+ */
+export type InternalMessageHandler = (message: Message, qos: QoS, retain: boolean) => void | Promise<void>
+
+export interface InternalPublishOptions {
+  qos?: QoS
+  retain?: boolean
+}
+
+/** A client living in the same process, with the same session machinery as a network client. */
+export class InternalClient implements Outlet {
+  readonly clientId: string
+  readonly congested = false
+  readonly #broker: Broker
+  readonly #session: Session
+  readonly #onMessage: InternalMessageHandler | undefined
+  readonly #onClose: () => void
+  #closed = false
+
+  constructor(broker: Broker, session: Session, onMessage: InternalMessageHandler | undefined, onClose: () => void) {
+    this.clientId = session.clientId
+    this.#broker = broker
+    this.#session = session
+    this.#onMessage = onMessage
+    this.#onClose = onClose
+    session.attach(this)
+  }
+
+  publish(topic: string, payload: Buffer | string, options: InternalPublishOptions = {}): void {
+    if (this.#closed) throw new Error(`internal client ${this.clientId} is closed`)
+    const message: Message = {
+      topic,
+      payload: typeof payload === 'string' ? Buffer.from(payload) : payload,
+      qos: options.qos ?? 0,
+      retain: options.retain ?? false,
+      origin: this.clientId,
+    }
+    this.#broker.stats.publishReceived++
+    this.#broker.publish(message)
+  }
+
+  async subscribe(filter: string, qos: QoS = 0): Promise<void> {
+    this.#broker.subscribe(this.#session, filter, qos)
+    await this.#broker.sendRetained(this.#session, [{ filter, qos }])
+  }
+
+  unsubscribe(filter: string): void {
+    this.#broker.unsubscribe(this.#session, filter)
+  }
+
+  close(): void {
+    if (this.#closed) return
+    this.#closed = true
+    this.#session.detach(this)
+    this.#onClose()
+  }
+
+  sendPublish(message: Message, qos: QoS, packetId: number | undefined, retain: boolean): void {
+    this.#broker.stats.publishSent++
+    const handler = this.#onMessage
+    let result: void | Promise<void> = undefined
+    try {
+      result = handler?.(message, qos, retain)
+    } catch (err) {
+      this.#broker.log.error({ err, clientId: this.clientId }, 'internal client handler failed')
+    }
+    if (packetId === undefined) return
+    if (result === undefined) {
+      this.#session.complete(packetId)
+      return
+    }
+    result.then(
+      () => this.#session.complete(packetId),
+      (err: unknown) => {
+        // Left in flight: it is redelivered if the handler's owner re-attaches; logged so it is seen.
+        this.#broker.log.error({ err, clientId: this.clientId, topic: message.topic }, 'internal client handler rejected a message')
+      },
+    )
+  }
+
+  sendPubrel(packetId: number): void {
+    this.#session.complete(packetId)
+  }
+}

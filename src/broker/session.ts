@@ -1,0 +1,224 @@
+import { Fifo } from './queue.js'
+import type { Message, QoS } from './types.js'
+
+/**
+ * Where a session's messages go: a network connection, or an internal client's callback.
+ * The session decides what to send and when; the outlet only encodes and writes.
+ */
+export interface Outlet {
+  sendPublish(message: Message, qos: QoS, packetId: number | undefined, retain: boolean, dup: boolean): void
+  sendPubrel(packetId: number): void
+  /** True while the transport has more buffered than it should; QoS 0 is dropped then. */
+  readonly congested: boolean
+}
+
+/** Limits and callbacks a session gets from its broker. */
+export interface SessionLimits {
+  maxInflight: number
+  maxQueuedMessages: number
+  maxQueuedBytes: number
+  queueQos0Messages: boolean
+}
+
+export interface SessionEvents {
+  /** A message was dropped for this session; `first` is true once per full-queue episode. */
+  dropped(session: Session, reason: 'queue-full' | 'congested', first: boolean): void
+  /** A PUBLISH was handed to the outlet. */
+  sent(session: Session): void
+}
+
+export type AckResult = 'ok' | 'unknown' | 'mismatch'
+
+interface Queued {
+  readonly message: Message
+  readonly qos: QoS
+  readonly retain: boolean
+}
+
+interface Inflight extends Queued {
+  /** 'publish' until PUBREC (QoS 2) or PUBACK (QoS 1); 'pubrel' after PUBREC until PUBCOMP. */
+  state: 'publish' | 'pubrel'
+}
+
+/**
+ * One client's session state [MQTT-3.1.2-4]: subscriptions, outgoing QoS 1/2 messages in flight
+ * and queued behind the window, and incoming QoS 2 messages awaiting PUBREL. It lives on while a
+ * persistent client is offline, so it knows nothing about sockets.
+ */
+export class Session {
+  readonly clientId: string
+  /** Clean session (v3) / clean start: discarded when the connection ends. */
+  clean: boolean
+  /** filter -> granted QoS. The broker mirrors these into its subscription tree. */
+  readonly subscriptions = new Map<string, QoS>()
+  /** Incoming QoS 2 messages held until PUBREL, then published once [MQTT-4.3.3-2]. */
+  readonly incomingQos2 = new Map<number, Message>()
+  /** Unix ms when an offline session expires; undefined while connected or never. */
+  expiresAt: number | undefined
+
+  readonly #inflight = new Map<number, Inflight>()
+  readonly #queue = new Fifo<Queued>()
+  #queuedBytes = 0
+  #nextId = 1
+  #outlet: Outlet | undefined
+  #full = false
+  readonly #limits: SessionLimits
+  readonly #events: SessionEvents
+
+  constructor(clientId: string, clean: boolean, limits: SessionLimits, events: SessionEvents) {
+    this.clientId = clientId
+    this.clean = clean
+    this.#limits = limits
+    this.#events = events
+  }
+
+  get online(): boolean {
+    return this.#outlet !== undefined
+  }
+
+  get inflightCount(): number {
+    return this.#inflight.size
+  }
+
+  get queuedCount(): number {
+    return this.#queue.length
+  }
+
+  /**
+   * Connects the session to an outlet and resends what the last connection left unacknowledged:
+   * PUBLISH with DUP for messages without PUBREC, PUBREL for the rest, in their original
+   * order [MQTT-4.4.0-1], then whatever was queued.
+   */
+  attach(outlet: Outlet): void {
+    this.#outlet = outlet
+    this.expiresAt = undefined
+    for (const [id, f] of this.#inflight) {
+      if (f.state === 'publish') outlet.sendPublish(f.message, f.qos, id, f.retain, true)
+      else outlet.sendPubrel(id)
+    }
+    this.#pump()
+  }
+
+  /** Disconnects `outlet` if it is the one attached (a takeover may have replaced it already). */
+  detach(outlet: Outlet): void {
+    if (this.#outlet === outlet) this.#outlet = undefined
+  }
+
+  /** Delivers or queues one message at the QoS already downgraded to the subscription's. */
+  deliver(message: Message, qos: QoS, retain: boolean): void {
+    const outlet = this.#outlet
+    if (qos === 0) {
+      if (outlet !== undefined) {
+        if (outlet.congested) {
+          this.#events.dropped(this, 'congested', false)
+          return
+        }
+        outlet.sendPublish(message, 0, undefined, retain, false)
+        this.#events.sent(this)
+        return
+      }
+      // Offline: QoS 0 is not part of session state unless the operator asks for it.
+      if (!this.#limits.queueQos0Messages) return
+    } else if (outlet !== undefined && this.#queue.length === 0 && this.#inflight.size < this.#limits.maxInflight) {
+      this.#send(outlet, { message, qos, retain })
+      return
+    }
+    this.#enqueue({ message, qos, retain })
+  }
+
+  /**
+   * PUBACK for a QoS 1 message. 'unknown' ids are tolerated (the client may answer a delivery
+   * from before a restart); an ack of the wrong kind for a known id is 'mismatch'.
+   */
+  puback(packetId: number): AckResult {
+    const f = this.#inflight.get(packetId)
+    if (f === undefined) return 'unknown'
+    if (f.qos !== 1) return 'mismatch'
+    this.#inflight.delete(packetId)
+    this.#pump()
+    return 'ok'
+  }
+
+  /** PUBREC for a QoS 2 message; a repeated PUBREC is answered with PUBREL again by the caller. */
+  pubrec(packetId: number): AckResult {
+    const f = this.#inflight.get(packetId)
+    if (f === undefined) return 'unknown'
+    if (f.qos !== 2) return 'mismatch'
+    f.state = 'pubrel'
+    return 'ok'
+  }
+
+  /** PUBCOMP ends a QoS 2 delivery; valid only after PUBREC. */
+  pubcomp(packetId: number): AckResult {
+    const f = this.#inflight.get(packetId)
+    if (f === undefined) return 'unknown'
+    if (f.state !== 'pubrel') return 'mismatch'
+    this.#inflight.delete(packetId)
+    this.#pump()
+    return 'ok'
+  }
+
+  /** Acknowledges a delivery in one step, whatever its QoS: for internal clients. */
+  complete(packetId: number): void {
+    if (this.#inflight.delete(packetId)) this.#pump()
+  }
+
+  /** Drops everything: used when a clean session ends or a session expires. */
+  clear(): void {
+    this.#inflight.clear()
+    this.#queue.clear()
+    this.#queuedBytes = 0
+    this.incomingQos2.clear()
+    this.subscriptions.clear()
+  }
+
+  #enqueue(item: Queued): void {
+    const { maxQueuedMessages, maxQueuedBytes } = this.#limits
+    const size = item.message.payload.length
+    if (
+      (maxQueuedMessages > 0 && this.#queue.length >= maxQueuedMessages) ||
+      (maxQueuedBytes > 0 && this.#queuedBytes + size > maxQueuedBytes)
+    ) {
+      // One log line per episode, not one per message: re-armed when the queue drains.
+      this.#events.dropped(this, 'queue-full', !this.#full)
+      this.#full = true
+      return
+    }
+    this.#queue.push(item)
+    this.#queuedBytes += size
+  }
+
+  #pump(): void {
+    const outlet = this.#outlet
+    if (outlet === undefined) return
+    while (this.#queue.length > 0) {
+      const head = this.#queue.peek() as Queued
+      if (head.qos > 0 && this.#inflight.size >= this.#limits.maxInflight) break
+      this.#queue.shift()
+      this.#queuedBytes -= head.message.payload.length
+      if (head.qos === 0) {
+        outlet.sendPublish(head.message, 0, undefined, head.retain, false)
+        this.#events.sent(this)
+      } else {
+        this.#send(outlet, head)
+      }
+    }
+    if (this.#full && this.#queue.length * 2 <= this.#limits.maxQueuedMessages) this.#full = false
+  }
+
+  #send(outlet: Outlet, item: Queued): void {
+    const id = this.#allocateId()
+    this.#inflight.set(id, { ...item, state: 'publish' })
+    outlet.sendPublish(item.message, item.qos, id, item.retain, false)
+    this.#events.sent(this)
+  }
+
+  /** Packet ids are 1..65535 and unique among this session's unacknowledged messages [MQTT-2.3.1-2]. */
+  #allocateId(): number {
+    for (;;) {
+      const id = this.#nextId
+      this.#nextId = id === 65535 ? 1 : id + 1
+      if (!this.#inflight.has(id)) return id
+    }
+  }
+}

@@ -1,0 +1,15 @@
+/** Counters behind `$SYS/broker/...`; plain numbers so the hot path only increments. */
+export class BrokerStats {
+  readonly startedAt = Date.now()
+  messagesReceived = 0
+  messagesSent = 0
+  publishReceived = 0
+  publishSent = 0
+  publishDropped = 0
+  bytesReceived = 0
+  bytesSent = 0
+  connectionsTotal = 0
+  clientsMaximum = 0
+  /** Connections refused by `max_connections`. */
+  connectionsRefused = 0
+}

@@ -1,0 +1,85 @@
+import type { LogLevel } from './types.js'
+
+/**
+ * One check on a single value, shared by the YAML validator and the command-line flags so that
+ * `--port 70000` and `port: 70000` are refused with the same words.
+ */
+export interface Rule<T> {
+  /** Completes "expected …", e.g. `an integer 0..65535`. */
+  readonly expected: string
+  accepts(value: unknown): value is T
+  /** A short extra explanation for a value that is close to right, e.g. `yes` for a boolean. */
+  hint?(value: unknown): string | undefined
+}
+
+/** The protocol's own PUBLISH limit: the largest Remaining Length a fixed header can encode. */
+export const MQTT_MAX_PACKET_SIZE = 268_435_455
+
+export function integer(min: number, max: number = Number.MAX_SAFE_INTEGER): Rule<number> {
+  const expected = max === Number.MAX_SAFE_INTEGER ? `an integer >= ${min}` : `an integer ${min}..${max}`
+  return {
+    expected,
+    accepts: (v): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= min && v <= max,
+    hint: (v) => (typeof v === 'string' && /^-?\d+$/.test(v.trim()) ? 'remove the quotes: a quoted number is a string' : undefined),
+  }
+}
+
+export const boolean: Rule<boolean> = {
+  expected: 'true or false',
+  accepts: (v): v is boolean => typeof v === 'boolean',
+  // YAML 1.1 read these as booleans; YAML 1.2 (what the parser speaks) reads them as strings,
+  // which surprises anyone coming from older configs.
+  hint: (v) => (typeof v === 'string' && /^(yes|no|on|off|y|n)$/i.test(v) ? 'YAML 1.2 booleans are only true and false' : undefined),
+}
+
+export const nonEmptyString: Rule<string> = {
+  expected: 'a non-empty string',
+  accepts: (v): v is string => typeof v === 'string' && v.trim() !== '',
+}
+
+export function oneOf<const T extends string>(values: readonly T[]): Rule<T> {
+  return {
+    expected: `one of ${values.join(', ')}`,
+    accepts: (v): v is T => typeof v === 'string' && values.some((x) => x === v),
+  }
+}
+
+// A record rather than an array so the compiler fails here if LogLevel gains a member.
+const LOG_LEVEL_SET = {
+  fatal: true,
+  error: true,
+  warn: true,
+  info: true,
+  debug: true,
+  trace: true,
+  silent: true,
+} as const satisfies Record<LogLevel, true>
+
+export function isLogLevel(v: unknown): v is LogLevel {
+  return typeof v === 'string' && Object.hasOwn(LOG_LEVEL_SET, v)
+}
+
+export const LOG_LEVELS: readonly LogLevel[] = Object.keys(LOG_LEVEL_SET).filter(isLogLevel)
+
+export const logLevel: Rule<LogLevel> = {
+  expected: `one of ${LOG_LEVELS.join(', ')}`,
+  accepts: isLogLevel,
+}
+
+export const port = integer(0, 65535)
+export const protocol = oneOf(['mqtt'])
+
+/** How a found value is quoted in a message: strings in double quotes so `"1883"` and `1883` look different. */
+export function describeValue(v: unknown): string {
+  if (v === null || v === undefined) return 'an empty value'
+  if (typeof v === 'string') return JSON.stringify(v)
+  if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return String(v)
+  if (Array.isArray(v)) return 'a list'
+  return 'a mapping'
+}
+
+/** `expected X, got Y` plus the rule's hint; call it once `rule.accepts(value)` has said no. */
+export function mismatch<T>(rule: Rule<T>, value: unknown): string {
+  const hint = rule.hint?.(value)
+  return `expected ${rule.expected}, got ${describeValue(value)}${hint === undefined ? '' : ` (${hint})`}`
+}

@@ -1,0 +1,207 @@
+import { isAlias, isMap, isNode, isScalar, isSeq, type Document, type LineCounter } from 'yaml'
+import type { ConfigProblem } from './config-error.js'
+import { defaultConfig } from './defaults.js'
+import {
+  boolean,
+  describeValue,
+  integer,
+  logLevel,
+  mismatch,
+  MQTT_MAX_PACKET_SIZE,
+  nonEmptyString,
+  port,
+  protocol,
+  type Rule,
+} from './rules.js'
+import { suggest } from './suggest.js'
+import type { ListenerConfig, OutpostConfig } from './types.js'
+
+/*
+ * The validator walks the YAML syntax tree rather than `doc.toJS()` output: only the tree still
+ * knows where each value came from, and every problem has to name a line and column.
+ */
+
+interface Walk {
+  readonly file: string
+  readonly doc: Document.Parsed
+  readonly lineCounter: LineCounter
+  readonly problems: ConfigProblem[]
+}
+
+function report(w: Walk, offset: number, field: string, message: string): void {
+  const { line, col } = w.lineCounter.linePos(offset)
+  w.problems.push({ file: w.file, line: Math.max(1, line), column: Math.max(1, col), field, message })
+}
+
+/** Follows `*alias` to its anchored node so that anchors work like in any other YAML file. */
+function deref(w: Walk, node: unknown): unknown {
+  return isAlias(node) ? node.resolve(w.doc) : node
+}
+
+function offsetOf(node: unknown, fallback: number): number {
+  return isNode(node) && node.range ? node.range[0] : fallback
+}
+
+/** A scalar's value, or a stand-in whose description is "a mapping" / "a list", for checking against a Rule. */
+function plainValue(node: unknown): unknown {
+  if (isScalar(node)) return node.value
+  if (isSeq(node)) return []
+  if (isMap(node)) return {}
+  return null
+}
+
+/** How one key in a mapping is read into the value being built. */
+interface FieldSpec<C> {
+  read(w: Walk, node: unknown, offset: number, field: string, target: C): void
+}
+
+function scalar<C, T>(rule: Rule<T>, set: (target: C, value: T) => void): FieldSpec<C> {
+  return {
+    read(w, node, offset, field, target) {
+      const value = plainValue(node)
+      if (rule.accepts(value)) set(target, value)
+      else report(w, offset, field, mismatch(rule, value))
+    },
+  }
+}
+
+/** A listener under construction; `port` has no default because two defaulted listeners would collide. */
+interface ListenerDraft {
+  protocol: ListenerConfig['protocol']
+  port: number | undefined
+  bind: string
+}
+
+const LISTENER_FIELDS: Readonly<Record<string, FieldSpec<ListenerDraft>>> = {
+  protocol: scalar(protocol, (l, v) => { l.protocol = v }),
+  port: scalar(port, (l, v) => { l.port = v }),
+  bind: scalar(nonEmptyString, (l, v) => { l.bind = v }),
+}
+
+const counter = integer(0)
+
+// Keys in the order the README documents them. Each is the snake_case spelling of an OutpostConfig field.
+const TOP_LEVEL_FIELDS: Readonly<Record<string, FieldSpec<OutpostConfig>>> = {
+  listeners: { read: readListeners },
+  data_dir: scalar(nonEmptyString, (c, v) => { c.dataDir = v }),
+  log_level: scalar(logLevel, (c, v) => { c.logLevel = v }),
+  allow_anonymous: scalar(boolean, (c, v) => { c.allowAnonymous = v }),
+  max_connections: scalar(counter, (c, v) => { c.maxConnections = v }),
+  message_size_limit: scalar(integer(0, MQTT_MAX_PACKET_SIZE), (c, v) => { c.messageSizeLimit = v }),
+  max_inflight: scalar(integer(1, 65535), (c, v) => { c.maxInflight = v }),
+  max_queued_messages: scalar(counter, (c, v) => { c.maxQueuedMessages = v }),
+  max_queued_bytes: scalar(counter, (c, v) => { c.maxQueuedBytes = v }),
+  queue_qos0_messages: scalar(boolean, (c, v) => { c.queueQos0Messages = v }),
+  max_keepalive: scalar(integer(0, 65535), (c, v) => { c.maxKeepalive = v }),
+  sys_interval: scalar(counter, (c, v) => { c.sysInterval = v }),
+  retain_available: scalar(boolean, (c, v) => { c.retainAvailable = v }),
+  persistent_client_expiration: scalar(counter, (c, v) => { c.persistentClientExpiration = v }),
+}
+
+/** Every top-level key the config file accepts. */
+export const CONFIG_KEYS: readonly string[] = Object.keys(TOP_LEVEL_FIELDS)
+/** Every key a `listeners` entry accepts. */
+export const LISTENER_KEYS: readonly string[] = Object.keys(LISTENER_FIELDS)
+
+/**
+ * Reads each key of `map` into `target` through `fields`, reporting unknown keys (with a
+ * suggestion) and bad values without stopping, so that one run lists every problem.
+ * Returns the keys that were present.
+ */
+function readMapping<C>(
+  w: Walk,
+  map: unknown,
+  prefix: string,
+  fields: Readonly<Record<string, FieldSpec<C>>>,
+  target: C,
+): Set<string> {
+  const seen = new Set<string>()
+  if (!isMap(map)) return seen
+  const known = Object.keys(fields)
+  for (const pair of map.items) {
+    const keyOffset = offsetOf(pair.key, offsetOf(map, 0))
+    const key = isScalar(pair.key) ? pair.key.value : plainValue(pair.key)
+    const name = typeof key === 'string' ? key : describeValue(key)
+    const field = prefix === '' ? name : `${prefix}.${name}`
+    const spec = typeof key === 'string' && Object.hasOwn(fields, key) ? fields[key] : undefined
+    if (spec === undefined) {
+      const hint = typeof key === 'string' ? suggest(key, known) : undefined
+      report(w, keyOffset, field, `unknown key${hint === undefined ? '' : `; did you mean ${prefix === '' ? hint : `${prefix}.${hint}`}?`}`)
+      continue
+    }
+    seen.add(name)
+    const value = deref(w, pair.value)
+    // An empty value (`port:`) has a zero-width position after the colon; the key is where to look.
+    const empty = pair.value === null || (isScalar(value) && value.value === null)
+    spec.read(w, value, empty ? keyOffset : offsetOf(pair.value, keyOffset), field, target)
+  }
+  return seen
+}
+
+function readListeners(w: Walk, node: unknown, offset: number, field: string, target: OutpostConfig): void {
+  if (!isSeq(node)) {
+    report(w, offset, field, `expected a list of listeners, got ${describeValue(plainValue(node))}`)
+    return
+  }
+  if (node.items.length === 0) {
+    report(w, offset, field, 'expected at least one listener, got an empty list')
+    return
+  }
+  const fallbackBind = defaultConfig().listeners[0]?.bind ?? '127.0.0.1'
+  const listeners: ListenerConfig[] = []
+  const firstAt = new Map<string, number>()
+  let allValid = true
+  node.items.forEach((rawItem, i) => {
+    const path = `${field}[${i}]`
+    const item = deref(w, rawItem)
+    const at = offsetOf(rawItem, offset)
+    if (!isMap(item)) {
+      report(w, at, path, `expected a mapping with keys ${LISTENER_KEYS.join(', ')}, got ${describeValue(plainValue(item))}`)
+      allValid = false
+      return
+    }
+    const draft: ListenerDraft = { protocol: 'mqtt', port: undefined, bind: fallbackBind }
+    const before = w.problems.length
+    const seen = readMapping(w, item, path, LISTENER_FIELDS, draft)
+    if (!seen.has('port')) report(w, at, `${path}.port`, `missing; expected ${port.expected}`)
+    if (w.problems.length > before || draft.port === undefined) {
+      allValid = false
+      return
+    }
+    // Port 0 asks the OS for a free port, so several port-0 listeners never collide.
+    const where = `${draft.bind}:${draft.port}`
+    const earlier = firstAt.get(where)
+    if (draft.port !== 0 && earlier !== undefined) {
+      report(w, at, path, `same bind and port as ${field}[${earlier}] (${where})`)
+      allValid = false
+    } else {
+      firstAt.set(where, i)
+    }
+    listeners.push({ protocol: draft.protocol, port: draft.port, bind: draft.bind })
+  })
+  if (allValid) target.listeners = listeners
+}
+
+/**
+ * Builds a full config from a parsed YAML document, starting from `defaultConfig()` and taking
+ * each key present in the file. Problems are collected, never thrown; the caller decides.
+ */
+export function validateDocument(
+  doc: Document.Parsed,
+  file: string,
+  lineCounter: LineCounter,
+): { config: OutpostConfig; problems: ConfigProblem[] } {
+  const w: Walk = { file, doc, lineCounter, problems: [] }
+  const config = defaultConfig()
+  const root = doc.contents
+  // An empty file, or one holding only comments or a bare `~`, means "all defaults".
+  if (root === null || (isScalar(root) && root.value === null)) return { config, problems: w.problems }
+  if (!isMap(root)) {
+    report(w, offsetOf(root, 0), '', `expected a mapping of option names to values, got ${describeValue(plainValue(root))}`)
+    return { config, problems: w.problems }
+  }
+  readMapping(w, root, '', TOP_LEVEL_FIELDS, config)
+  // A missing key is reported after its siblings were read; file order is what an editor wants.
+  const problems = w.problems.toSorted((a, b) => a.line - b.line || a.column - b.column)
+  return { config, problems }
+}

@@ -1,0 +1,29 @@
+import type { Message, QoS } from '../broker/types.js'
+
+/** What survives of a persistent session while its client is away (subscriptions, expiry). */
+export interface SessionRecord {
+  readonly clientId: string
+  readonly subscriptions: ReadonlyArray<{ readonly filter: string; readonly qos: QoS }>
+  /** Unix time in ms after which the session may be discarded; undefined = never. */
+  readonly expiresAt?: number
+}
+
+/**
+ * Where broker state lives. Every backend (memory now, LevelDB with issue 4) passes the one
+ * conformance suite in test/store-conformance.ts. Methods are async so a disk backend fits the
+ * same shape; the memory backend resolves at once.
+ */
+export interface Store {
+  /** Sets the retained message for `message.topic`; an empty payload deletes it [MQTT-3.3.1-10]. */
+  setRetained(message: Message): Promise<void>
+  /** Retained messages whose topic matches `filter`, in no particular order. */
+  matchRetained(filter: string): Promise<Message[]>
+  retainedCount(): Promise<number>
+
+  getSession(clientId: string): Promise<SessionRecord | undefined>
+  putSession(record: SessionRecord): Promise<void>
+  deleteSession(clientId: string): Promise<void>
+  listSessions(): Promise<SessionRecord[]>
+
+  close(): Promise<void>
+}
