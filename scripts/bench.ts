@@ -23,7 +23,7 @@ import { Janitor, stopChild } from './bench/janitor.js';
 import { parseChildMessage, type IdleJob, type ThroughputJob } from './bench/load-protocol.js';
 import { PeakRssSampler, clockTicksPerSecond, readCpuTicks, readMemory } from './bench/proc.js';
 import {
-  cpuTable,
+  detailTable,
   formatRate,
   machineLine,
   notes,
@@ -85,8 +85,8 @@ interface Options {
 
 class UsageError extends Error {}
 
-function seconds(value: string | undefined, fallback: number, flag: string): number {
-  if (value === undefined) return fallback;
+function milliseconds(value: string | undefined, fallbackSeconds: number, flag: string): number {
+  if (value === undefined) return fallbackSeconds * 1000;
   const parsed = Number(value);
   if (!Number.isFinite(parsed) || parsed <= 0) throw new UsageError(`${flag} wants a positive number of seconds`);
   return parsed * 1000;
@@ -126,8 +126,8 @@ function parseOptions(argv: readonly string[]): Options | undefined {
     mosquittoBin: findMosquitto(values.mosquitto),
     settings: {
       quick,
-      warmupMs: seconds(values.warmup, quick ? 0.5 : 3, '--warmup'),
-      measureMs: seconds(values.duration, quick ? 1.5 : 5, '--duration'),
+      warmupMs: milliseconds(values.warmup, quick ? 0.5 : 3, '--warmup'),
+      measureMs: milliseconds(values.duration, quick ? 1.5 : 5, '--duration'),
       payloadBytes: 64,
       window: 50,
       idleSteps: quick ? [1000] : [1000, 5000],
@@ -200,6 +200,11 @@ async function waitUntilIdle(pid: number): Promise<void> {
   }
 }
 
+function brokerExitNote(broker: RunningBroker, why: string, after: string | undefined): string {
+  const line = broker.failureLine();
+  return `broker died (${why}) during or right after ${after ?? 'start'}${line === '' ? '' : `: ${line}`}`;
+}
+
 class Bench {
   readonly #janitor: Janitor;
   readonly #paths: BrokerPaths;
@@ -237,9 +242,11 @@ class Bench {
     let broker = await this.start(report.name);
     let sampler = new PeakRssSampler(broker.pid, 100);
     let peakKb = 0;
+    let previous: string | undefined;
     try {
       for (const spec of RUNS) {
         if (broker.hasExited()) {
+          report.notes.push(brokerExitNote(broker, await broker.exited, previous));
           peakKb = Math.max(peakKb, await sampler.stop());
           try {
             broker = await this.start(report.name);
@@ -248,7 +255,7 @@ class Bench {
             continue;
           }
           sampler = new PeakRssSampler(broker.pid, 100);
-          report.notes.push(`restarted for ${spec.label}; later numbers come from a fresh process`);
+          report.notes.push(`restarted for ${spec.label}`);
         }
         log(`[${report.name}] ${spec.label} ...`);
         const outcome = await this.#run(broker, spec);
@@ -262,15 +269,10 @@ class Bench {
         } else {
           log(`[${report.name}] ${spec.label}: failed: ${outcome.reason}`);
         }
-        if (broker.hasExited()) {
-          const tail = broker.outputTail();
-          report.notes.push(
-            `broker ${await broker.exited} during ${spec.label}${tail === '' ? '' : `; output: ${tail.slice(-500)}`}`,
-          );
-        } else {
-          await waitUntilIdle(broker.pid);
-        }
+        previous = spec.label;
+        if (!broker.hasExited()) await waitUntilIdle(broker.pid);
       }
+      if (broker.hasExited()) report.notes.push(brokerExitNote(broker, await broker.exited, previous));
     } finally {
       peakKb = Math.max(peakKb, await sampler.stop());
       await broker.stop();
@@ -482,7 +484,7 @@ async function main(): Promise<void> {
 
   const idleClients = [0, ...s.idleSteps];
   const results = resultsTable(reports, RUNS, idleClients);
-  const cpu = cpuTable(reports, RUNS);
+  const details = detailTable(reports, RUNS);
   const remarks = notes(reports, RUNS);
   const output = [
     '',
@@ -491,7 +493,7 @@ async function main(): Promise<void> {
     '',
     renderMarkdown(results),
     '',
-    renderMarkdown(cpu),
+    renderMarkdown(details),
     ...(remarks.length > 0 ? ['', 'Notes:', ...remarks.map((n) => `- ${n}`)] : []),
     '',
   ].join('\n');
@@ -505,7 +507,7 @@ async function main(): Promise<void> {
       runs: RUNS,
       brokers: reports,
       table: results,
-      cpuTable: cpu,
+      detailTable: details,
       notes: remarks,
     };
     await writeFile(options.jsonFile, `${JSON.stringify(json, null, 2)}\n`);

@@ -41,8 +41,8 @@ export interface RunningBroker {
   /** Resolves with a description ("exit code 1", "signal SIGSEGV") when the process ends. */
   readonly exited: Promise<string>;
   hasExited(): boolean;
-  /** The last few KiB of its stdout and stderr, for error messages. */
-  outputTail(): string;
+  /** One line of its output that most likely says why it failed, or '' if it printed nothing. */
+  failureLine(): string;
   stop(): Promise<void>;
 }
 
@@ -129,6 +129,16 @@ async function prepare(name: BrokerName, port: number, dir: string, paths: Broke
   }
 }
 
+const ERROR_LINE = /\b(\w*Error|FATAL|[Ff]atal|[Pp]anic|[Ee]rror)\b/;
+
+function failureLine(output: string): string {
+  const lines = output
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
+  return lines.find((l) => ERROR_LINE.test(l) && !l.startsWith('at ')) ?? lines.at(-1) ?? '';
+}
+
 function describeExit(code: number | null, signal: NodeJS.Signals | null): string {
   return signal !== null ? `signal ${signal}` : `exit code ${String(code)}`;
 }
@@ -157,9 +167,13 @@ export async function startBroker(
 
   const child: ChildProcess = spawn(launch.command, launch.args, { stdio: launch.stdio });
   janitor.track(child);
+  // Both ends: a crash prints its error first and then a stack trace longer than the tail.
+  let head = '';
   let tail = '';
   const keepTail = (chunk: Buffer): void => {
-    tail = (tail + chunk.toString('utf8')).slice(-OUTPUT_TAIL_BYTES);
+    const text = chunk.toString('utf8');
+    if (head.length < OUTPUT_TAIL_BYTES) head += text.slice(0, OUTPUT_TAIL_BYTES - head.length);
+    tail = (tail + text).slice(-OUTPUT_TAIL_BYTES);
   };
   child.stdout?.on('data', keepTail);
   child.stderr?.on('data', keepTail);
@@ -185,7 +199,8 @@ export async function startBroker(
     if (exitDescription !== undefined || hasExited(child)) {
       await stop();
       const why = exitDescription ?? 'exited';
-      throw new BrokerStartError(`${why} before listening${tail === '' ? '' : `; output: ${tail.trim()}`}`);
+      const line = failureLine(`${head}\n${tail}`);
+      throw new BrokerStartError(`${why} before listening${line === '' ? '' : `: ${line}`}`);
     }
     if (await canConnect(port)) break;
     if (Date.now() > deadline) {
@@ -206,7 +221,7 @@ export async function startBroker(
     port,
     exited,
     hasExited: () => exitDescription !== undefined || hasExited(child),
-    outputTail: () => tail.trim(),
+    failureLine: () => failureLine(`${head}\n${tail}`),
     stop,
   };
 }

@@ -60,6 +60,8 @@ export interface Table {
 /** A generator at or above this CPU share is probably what limits the run. */
 const GENERATOR_SATURATED_PERCENT = 90;
 const BROKER_SATURATED_PERCENT = 85;
+/** QoS 1 deliveries below this share of acknowledged publishes (× subscribers) get a note. */
+const LOSS_NOTE_RATIO = 0.9;
 
 export function formatRate(perSecond: number): string {
   return Math.round(perSecond).toLocaleString('en-US');
@@ -130,15 +132,22 @@ export function resultsTable(
   return { header, rows };
 }
 
-/** Where the CPU went in each run: tells a broker limit from a load-generator limit. */
-export function cpuTable(reports: readonly BrokerReport[], runs: readonly RunSpec[]): Table {
-  const header = ['CPU in measured window: broker / load generator', ...reports.map((r) => r.label)];
+/**
+ * What went in and where the CPU went in each run: tells a broker limit from a load-generator
+ * limit, and shows when a broker accepted more than it delivered.
+ */
+export function detailTable(reports: readonly BrokerReport[], runs: readonly RunSpec[]): Table {
+  const header = ['Per run: published msg/s · broker CPU · generator CPU', ...reports.map((r) => r.label)];
   const rows = runs.map((run) => [
     run.label,
     ...reports.map((r) => {
       const outcome = r.runs[run.id];
       if (outcome?.status !== 'ok') return '—';
-      return `${Math.round(outcome.brokerCpuPercent)}% / ${Math.round(outcome.result.loadCpuPercent)}%`;
+      const { result } = outcome;
+      return (
+        `${formatRate(result.publishedPerSec)} · ${Math.round(outcome.brokerCpuPercent)}% · ` +
+        `${Math.round(result.loadCpuPercent)}%`
+      );
     }),
   ]);
   return { header, rows };
@@ -163,6 +172,15 @@ export function notes(reports: readonly BrokerReport[], runs: readonly RunSpec[]
             `${Math.round(brokerCpuPercent)}%): the broker may do more than measured`,
         );
       }
+      // QoS 1 only: at QoS 0 "published" counts bytes the kernel took, not what the broker read.
+      const expected = result.publishedPerSec * run.subscribers;
+      if (run.qos === 1 && expected > 0 && result.deliveredPerSec < expected * LOSS_NOTE_RATIO) {
+        out.push(
+          `${r.label}, ${run.label}: acknowledged ${formatRate(result.publishedPerSec)} msg/s from publishers but ` +
+            `delivered ${formatRate(result.deliveredPerSec)} (expected ${formatRate(expected)}): ` +
+            `it drops QoS 1 messages once a subscriber's queue is full`,
+        );
+      }
       if (result.unexpectedCloses > 0) {
         out.push(`${r.label}, ${run.label}: ${result.unexpectedCloses} connection(s) closed during the run`);
       }
@@ -185,7 +203,7 @@ export function notes(reports: readonly BrokerReport[], runs: readonly RunSpec[]
 }
 
 function isNumericCell(cell: string): boolean {
-  return /^[\d,.]+(×| \(.*\))?$/.test(cell) || /^\d+% \/ \d+%$/.test(cell);
+  return /^[\d,.]+(×| \(.*\))?$/.test(cell) || /^[\d,]+ · \d+% · \d+%$/.test(cell);
 }
 
 /** Markdown with padded columns so it also reads well in a terminal. */

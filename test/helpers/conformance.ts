@@ -4,10 +4,14 @@
  * in that folder's README). Used by `test/conformance.test.ts` against in-process Outpost brokers
  * and by `scripts/conformance.ts` against any broker on the network.
  */
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { existsSync } from 'node:fs'
-import { readdir, readFile } from 'node:fs/promises'
-import { connect as tcpConnect, type Socket } from 'node:net'
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { createServer, connect as tcpConnect, type AddressInfo, type Socket } from 'node:net'
+import { tmpdir } from 'node:os'
 import { basename, dirname, join, resolve } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 
 export type ProtocolLevel = 3 | 4 | 5
 export const PROTOCOL_LEVELS: readonly ProtocolLevel[] = [3, 4, 5]
@@ -632,6 +636,61 @@ export async function runVector(vector: ConformanceVector, endpoint: Endpoint, t
     return err instanceof VectorFailure ? err.message : `runner error: ${errorText(err)}`
   } finally {
     conn?.destroy()
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A reference broker
+
+async function freePort(host: string): Promise<number> {
+  const server = createServer()
+  server.listen(0, host)
+  await once(server, 'listening')
+  const { port } = server.address() as AddressInfo
+  server.close()
+  await once(server, 'close')
+  return port
+}
+
+/**
+ * Starts a Mosquitto of its own (anonymous, one listener on 127.0.0.1) for one vector file, so a
+ * Mosquitto run has the same fresh-broker-per-file shape as the in-process Outpost run. Mosquitto
+ * cannot be told to listen on port 0, hence the probe for a free port first.
+ */
+export async function startMosquitto(binary: string, timeoutMs = 5000): Promise<BrokerHandle> {
+  const host = '127.0.0.1'
+  const dir = await mkdtemp(join(tmpdir(), 'outpost-conformance-mosquitto-'))
+  const port = await freePort(host)
+  const conf = join(dir, 'mosquitto.conf')
+  await writeFile(conf, `listener ${port} ${host}\nallow_anonymous true\n`)
+  const child = spawn(binary, ['-c', conf], { stdio: 'ignore' })
+  let running = true
+  // 'error' instead of 'exit' when the binary cannot be started at all.
+  const exited = new Promise<string>((resolveExit) => {
+    child.once('exit', (code, signal) => resolveExit(`exited with ${signal ?? code}`))
+    child.once('error', (err) => resolveExit(errorText(err)))
+  }).then((how) => {
+    running = false
+    return how
+  })
+  const close = async (): Promise<void> => {
+    if (running) child.kill('SIGTERM')
+    await exited
+    await rm(dir, { recursive: true, force: true })
+  }
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    try {
+      ;(await ByteConnection.open({ host, port }, timeoutMs)).destroy()
+      return { endpoint: { host, port }, close }
+    } catch (err) {
+      if (!running || Date.now() > deadline) {
+        const how = running ? errorText(err) : await exited
+        await close()
+        throw new Error(`${binary} did not start listening on ${host}:${port}: ${how}`)
+      }
+      await sleep(50)
+    }
   }
 }
 

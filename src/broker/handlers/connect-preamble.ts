@@ -26,14 +26,16 @@ export function checkConnectPreamble(conn: Connection, raw: Buffer): Buffer | un
   if (name === 'MQIsdp') {
     if (level !== 3) return refuseVersion(conn, 4, level)
     conn.setVersion(3)
-    // MQTT 3.1 reserved no CONNECT header flags, and 3.1 clients and Mosquitto ignore them;
-    // clear them so the 3.1.1 decoder does not reject the packet.
-    if (((raw[0] as number) & 0x0f) !== 0) {
-      const copy = Buffer.from(raw)
-      copy[0] = 0x10
-      return copy
-    }
-    return raw
+    // MQTT 3.1 reserved neither the CONNECT header flags nor bit 0 of the connect flags, and
+    // Mosquitto ignores both there; clear them so the 3.1.1 rules of the decoder do not apply.
+    const flagsAt = pos + 3 + nameLength
+    const headerFlags = (raw[0] as number) & 0x0f
+    const reservedFlag = (raw[flagsAt] ?? 0) & 0x01
+    if (headerFlags === 0 && reservedFlag === 0) return raw
+    const copy = Buffer.from(raw)
+    copy[0] = 0x10
+    if (flagsAt < copy.length) copy[flagsAt] = (copy[flagsAt] as number) & 0xfe
+    return copy
   }
   if (name !== 'MQTT') {
     // Not MQTT at all: close without CONNACK [MQTT-3.1.2-1].

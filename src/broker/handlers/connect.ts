@@ -18,16 +18,15 @@ const RC = { identifierRejected: 0x02, badUsernameOrPassword: 0x04, notAuthorize
 export async function handleConnect(conn: Connection, packet: IConnectPacket, raw: Buffer): Promise<void> {
   conn.state = 'connecting'
   const broker = conn.broker
-  validate(conn, packet, raw)
-
   let clientId = packet.clientId
   const clean = packet.clean !== false
   if (clientId.length === 0) {
-    // A zero-length id is allowed only with clean session in 3.1.1 [MQTT-3.1.3-6] [MQTT-3.1.3-7];
-    // 3.1 required 1 to 23 characters.
+    // A zero-length id is allowed only with clean session in 3.1.1 [MQTT-3.1.3-7] [MQTT-3.1.3-8];
+    // 3.1 required 1 to 23 characters. Checked first: mqtt-packet cannot re-encode such a CONNECT.
     if (!clean || conn.version === 3) return refuse(conn, RC.identifierRejected, 'empty client id needs clean session')
     clientId = `auto-${randomUUID()}`
   }
+  validate(conn, packet, raw)
   conn.clientId = clientId
   conn.log = conn.log.child({ clientId })
 
@@ -55,8 +54,9 @@ export async function handleConnect(conn: Connection, packet: IConnectPacket, ra
   const { session, present } = broker.openSession(conn, clientId, clean)
   conn.session = session
   conn.state = 'open'
-  // Session Present is 0 for a clean session [MQTT-3.2.2-1], else whether one was resumed [MQTT-3.2.2-2].
-  conn.write({ cmd: 'connack', returnCode: 0, sessionPresent: present })
+  // Session Present is 0 for a clean session [MQTT-3.2.2-1], else whether one was resumed
+  // [MQTT-3.2.2-2]. MQTT 3.1 has no such flag: that byte is reserved and stays 0.
+  conn.write({ cmd: 'connack', returnCode: 0, sessionPresent: present && conn.version >= 4 })
   conn.log.info(
     { protocolVersion: conn.version, clean, keepalive, username: packet.username, sessionPresent: present },
     'client connected',
