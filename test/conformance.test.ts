@@ -101,11 +101,12 @@ function checkVersion(ver: ProtocolLevel, asserted: boolean, title: string): voi
     const accepted = results.filter((r) => r.status === 'may' || r.status === 'excepted')
     t.diagnostic(`v${ver}: ${results.length - failed.length - accepted.length}/${results.length} passed, ${accepted.length} through exceptions, ${failed.length} failed${asserted ? '' : ' (counted only, not asserted)'}`)
     for (const r of [...accepted, ...failed]) t.diagnostic(formatResult(r))
+    // The count, not the list: the list with reasons is in the diagnostics above, one line each.
     if (asserted) {
-      assert.deepEqual(
-        failed.map((r) => vectorLabel(r.vector)),
-        [],
-        `${failed.length} v${ver} vectors failed; fix Outpost, or list a vector in test/conformance-exceptions.ts with the spec clause that allows the other answer`,
+      assert.equal(
+        failed.length,
+        0,
+        `${failed.length} v${ver} vectors failed (listed above); fix Outpost, or list a vector in test/conformance-exceptions.ts with the spec clause that allows the other answer`,
       )
     }
   })

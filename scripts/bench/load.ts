@@ -95,6 +95,19 @@ function openClient(port: number, clientId: string, timeoutMs: number, handlers:
   });
 }
 
+/** Rejects after `ms`; clears its timer either way so it cannot hold the process open. */
+async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Shared by every client of a run; plain fields because they are bumped per packet. */
 class Counters {
   delivered = 0;
@@ -142,12 +155,7 @@ async function openSubscriber(
     },
   });
   socket.write(subscribePacket(filter, job.qos, 1));
-  const granted = await Promise.race([
-    subacked,
-    sleep(HANDSHAKE_TIMEOUT_MS).then(() => {
-      throw new Error(`no SUBACK within ${HANDSHAKE_TIMEOUT_MS} ms`);
-    }),
-  ]);
+  const granted = await withTimeout(subacked, HANDSHAKE_TIMEOUT_MS, 'no SUBACK');
   if (granted !== job.qos) {
     socket.destroy();
     throw new Error(`SUBACK granted ${granted} for a QoS ${job.qos} subscription`);
