@@ -177,8 +177,8 @@ export function notes(reports: readonly BrokerReport[], runs: readonly RunSpec[]
       if (run.qos === 1 && expected > 0 && result.deliveredPerSec < expected * LOSS_NOTE_RATIO) {
         out.push(
           `${r.label}, ${run.label}: acknowledged ${formatRate(result.publishedPerSec)} msg/s from publishers but ` +
-            `delivered ${formatRate(result.deliveredPerSec)} (expected ${formatRate(expected)}): ` +
-            `it drops QoS 1 messages once a subscriber's queue is full`,
+            `delivered ${formatRate(result.deliveredPerSec)} (expected ${formatRate(expected)}): the rest was ` +
+            `dropped or still queued when the window closed (Mosquitto drops past max_queued_messages 1000)`,
         );
       }
       if (result.unexpectedCloses > 0) {

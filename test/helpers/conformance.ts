@@ -851,7 +851,13 @@ export function formatSummaryTable(report: ConformanceReport): string[] {
   const header = ['file', ...PROTOCOL_LEVELS.map((v) => `v${v} passed`)]
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
   const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd()
-  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line), '(+Nx: N more accepted through the exceptions list)']
+  const moved = report.results.filter((r) => r.vector.ver !== r.vector.fileVer)
+  const notes = ['(+Nx: N more accepted through the exceptions list)']
+  if (moved.length > 0) {
+    const to = PROTOCOL_LEVELS.map((ver) => [ver, moved.filter((r) => r.vector.ver === ver).length] as const).filter(([, n]) => n > 0)
+    notes.push(`(${moved.length} vectors that send their own CONNECT counted under its level, not the file's ver: ${to.map(([ver, n]) => `${n} to v${ver}`).join(', ')})`)
+  }
+  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line), ...notes]
 }
 
 /** One line per vector, e.g. `FAIL PUBLISH v4 "30 topic 0": end: expected the server to close ...`. */

@@ -1,0 +1,42 @@
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import type { IPublishPacket } from 'mqtt-packet'
+import { memoryBroker } from './helpers/broker.js'
+
+test('$SYS/broker topics with Mosquitto names, retained, refreshed every sys_interval', async (t) => {
+  const { client } = await memoryBroker(t, { sysInterval: 1 })
+  const c = client()
+  await c.connect({ clientId: 'sys' })
+  c.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$SYS/broker/#', qos: 0 }] })
+  assert.equal((await c.next()).cmd, 'suback')
+  const values = new Map<string, string>()
+  // The retained values arrive at once; the next round (1 s later) counts this subscriber.
+  const deadline = Date.now() + 1600
+  while (Date.now() < deadline) {
+    const p = (await c.next(2000).catch(() => undefined)) as IPublishPacket | undefined
+    if (p === undefined) break
+    values.set(p.topic, p.payload.toString())
+  }
+  for (const key of [
+    'version', 'uptime', 'clients/connected', 'clients/disconnected', 'clients/total', 'clients/maximum',
+    'messages/received', 'messages/sent', 'bytes/received', 'bytes/sent', 'publish/messages/received',
+    'publish/messages/sent', 'publish/messages/dropped', 'subscriptions/count', 'retained messages/count',
+    'load/messages/received/1min', 'load/bytes/sent/15min', 'load/connections/5min',
+  ]) {
+    assert.ok(values.has(`$SYS/broker/${key}`), `missing $SYS/broker/${key}`)
+  }
+  assert.match(values.get('$SYS/broker/version') ?? '', /^outpost version /)
+  assert.match(values.get('$SYS/broker/uptime') ?? '', /^\d+ seconds$/)
+  // Counted before this round: the subscriber itself is connected.
+  assert.equal(values.get('$SYS/broker/clients/connected'), '1')
+  assert.equal(values.get('$SYS/broker/subscriptions/count'), '1')
+})
+
+test('$SYS is not matched by a # subscription [MQTT-4.7.2-1]', async (t) => {
+  const { client } = await memoryBroker(t, { sysInterval: 1 })
+  const c = client()
+  await c.connect({ clientId: 'all' })
+  c.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '#', qos: 0 }] })
+  await c.next()
+  assert.equal(await c.quiet(1200), true)
+})
