@@ -8,6 +8,7 @@ export const ERROR_CODES = {
   OUTPOST_E_CONFIG_READ: 'The configuration file could not be read (missing, unreadable, or a directory).',
   OUTPOST_E_CONFIG_YAML: 'The configuration file is not valid YAML; the syntax error is reported with line and column.',
   OUTPOST_E_USAGE: 'The command line is wrong: an unknown flag or subcommand, a missing argument, or a bad flag value. Exit status 2.',
+  OUTPOST_E_DATA_DIR: 'The data directory could not be created or is not writable.',
   OUTPOST_E_LISTEN: 'A listener could not be opened, for example because the port is in use or the bind address does not exist on this host.',
   OUTPOST_E_SHUTDOWN_TIMEOUT: 'A clean shutdown did not finish within 5 seconds of SIGTERM/SIGINT, so the process exited with status 1.',
 } as const satisfies Record<`OUTPOST_E_${string}`, string>

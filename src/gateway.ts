@@ -1,7 +1,9 @@
+import { accessSync, constants, mkdirSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
 import { Broker } from './broker/broker.js'
 import type { OutpostConfig } from './config/types.js'
+import { OutpostError } from './errors.js'
 import { TcpListener } from './listeners/tcp.js'
 import { MemoryStore } from './store/memory.js'
 import type { Store } from './store/types.js'
@@ -20,6 +22,7 @@ export interface Gateway {
  * use) fails here, before the caller reports ready.
  */
 export async function startGateway(config: OutpostConfig, log: Logger): Promise<Gateway> {
+  prepareDataDir(config.dataDir)
   const store: Store = new MemoryStore()
   const broker = new Broker({ config, log: log.child({ component: 'broker' }), store, version: readVersion() })
   await broker.start()
@@ -52,5 +55,16 @@ export async function startGateway(config: OutpostConfig, log: Logger): Promise<
       })()
       return closing
     },
+  }
+}
+
+/** Creates the data directory up front so a bad path fails at start, not at the first write. */
+function prepareDataDir(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true })
+    accessSync(dir, constants.W_OK)
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? String(err)
+    throw new OutpostError('OUTPOST_E_DATA_DIR', `data_dir ${dir} cannot be used: ${code}`)
   }
 }

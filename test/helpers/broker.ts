@@ -1,4 +1,7 @@
+import { mkdtempSync, rmSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import type { TestContext } from 'node:test'
 import { pino } from 'pino'
 import { Broker, type BrokerHooks } from '../../src/broker/broker.js'
@@ -31,9 +34,12 @@ export async function memoryBroker(t: TestContext, overrides: Partial<OutpostCon
 
 /** A full gateway on a real TCP port 0. */
 export async function tcpGateway(t: TestContext, overrides: Partial<OutpostConfig> = {}): Promise<{ port: number; broker: Broker }> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'outpost-test-'))
+  t.after(() => rmSync(dataDir, { recursive: true, force: true }))
   const config: OutpostConfig = {
     ...defaultConfig(),
     sysInterval: 0,
+    dataDir,
     ...overrides,
     listeners: [{ protocol: 'mqtt', port: 0, bind: '127.0.0.1' }],
   }

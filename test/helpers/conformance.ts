@@ -731,7 +731,9 @@ export async function startMosquitto(binary: string, timeoutMs = 5000): Promise<
 // Running files, and the report
 
 export function vectorLabel(v: { file: string; ver: ProtocolLevel; name: string; occurrence?: number }): string {
-  const nth = v.occurrence !== undefined && v.occurrence > 1 ? ` #${v.occurrence}` : ''
+  // Not `#2`: node:test escapes `#` in diagnostics.
+  const n = v.occurrence ?? 1
+  const nth = n > 1 ? ` (${n}${n === 2 ? 'nd' : n === 3 ? 'rd' : 'th'})` : ''
   return `${v.file} v${v.ver} ${JSON.stringify(v.name)}${nth}`
 }
 
