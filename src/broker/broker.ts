@@ -76,6 +76,7 @@ export class Broker {
   readonly #internal = new Set<string>()
   readonly #tree = new SubscriptionTree()
   readonly #qos0Cache = new WeakMap<Message, Buffer>()
+  readonly #qosCache = new WeakMap<Message, { qos: QoS; bytes: Buffer; headLength: number }>()
   readonly #sessionEvents: SessionEvents
   readonly #sys: SysPublisher
   #sweep: NodeJS.Timeout | undefined
@@ -181,6 +182,25 @@ export class Broker {
       this.#qos0Cache.set(message, bytes)
     }
     return bytes
+  }
+
+  /**
+   * The v3/v4 encoding of a QoS 1/2 PUBLISH as a small per-delivery head (fixed header, topic,
+   * packet id) and the payload shared by every delivery. The bytes come from mqtt-packet once per
+   * message; each delivery copies only the head and patches flags and packet id.
+   */
+  encodePublish(message: Message, qos: QoS, packetId: number, retain: boolean, dup: boolean): [Buffer, Buffer] {
+    let template = this.#qosCache.get(message)
+    if (template === undefined || template.qos !== qos) {
+      const bytes = generate({ cmd: 'publish', topic: message.topic, payload: message.payload, qos, messageId: 1, retain: false, dup: false }, { protocolVersion: 4 })
+      template = { qos, bytes, headLength: bytes.length - message.payload.length }
+      this.#qosCache.set(message, template)
+    }
+    const head = Buffer.allocUnsafe(template.headLength)
+    template.bytes.copy(head, 0, 0, template.headLength)
+    head[0] = 0x30 | (dup ? 0x08 : 0) | (qos << 1) | (retain ? 0x01 : 0)
+    head.writeUInt16BE(packetId, template.headLength - 2)
+    return [head, template.bytes.subarray(template.headLength)]
   }
 
   async authenticate(req: AuthRequest): Promise<AuthVerdict> {

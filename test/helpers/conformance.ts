@@ -407,7 +407,7 @@ class ByteConnection {
     socket.on('data', (chunk: Buffer) => {
       this.#buffer = Buffer.concat([this.#buffer, chunk])
       if (this.#buffer.length > ByteConnection.MAX_BUFFERED) {
-        this.#markClosed('runner dropped the connection: over 1 MiB unread')
+        this.#markClosed(' (dropped by the runner: over 1 MiB unread)')
         socket.destroy()
       }
       this.#notify()
@@ -547,7 +547,7 @@ function firstDifference(a: Buffer, b: Buffer): number {
 /** Fails unless the next packet is a CONNACK with return/reason code 0; its v5 properties are the server's choice. */
 async function expectAcceptingConnack(conn: ByteConnection, label: string, timeoutMs: number): Promise<void> {
   const got = await conn.readPacket(Date.now() + timeoutMs)
-  if (got.status === 'closed') fail(`${label}: server closed the connection${conn.closeNote} after sending ${toHex(got.bytes)}`)
+  if (got.status === 'closed') fail(`${label}: server closed the connection${conn.closeNote} without a CONNACK; got ${toHex(got.bytes)}`)
   if (got.status === 'timeout') fail(`${label}: no CONNACK within ${seconds(timeoutMs)}; got ${toHex(got.bytes)}`)
   const rl = decodeVarint(got.bytes, 1)
   const body = rl === undefined ? Buffer.alloc(0) : got.bytes.subarray(1 + rl.length)
@@ -610,6 +610,9 @@ async function publishAsHelper(endpoint: Endpoint, step: Extract<Step, { type: '
       await recvStep(conn, Buffer.from([0x70, 0x02, 0x00, 0x01]), 'helper PUBCOMP', timeoutMs)
     }
     conn.write(DISCONNECT_V4)
+    // The broker closes after a DISCONNECT; waiting for that means it is done with `helper`
+    // before the vector goes on (a later publish step reuses the client id). Not a check.
+    await conn.waitForClose(Date.now() + timeoutMs)
   } finally {
     conn.destroy()
   }
@@ -643,7 +646,7 @@ function stepLabel(index: number, step: Step): string {
 export async function runVector(vector: ConformanceVector, endpoint: Endpoint, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<string | undefined> {
   let conn: ByteConnection | undefined
   try {
-    conn = await ByteConnection.open(endpoint, timeoutMs)
+    conn = await ByteConnection.open(endpoint, timeoutMs).catch((err: unknown) => fail(errorText(err)))
     if (vector.connect) {
       conn.write(defaultConnect(vector.ver, vector.name))
       await expectAcceptingConnack(conn, 'default CONNECT', timeoutMs)
