@@ -503,26 +503,28 @@ describe('e2e: MQTT.js against the outpost binary', () => {
     const pub = await mqttClient(t, broker, 'window-pub')
     for (let i = 0; i < 5; i++) await pub.publishAsync('win/data', `m${i}`, { qos: 1 })
     // QoS 0 bypasses the window, so it arrives after everything the broker let through.
-    const sentinel = async (n: number): Promise<string[]> => {
+    const sentinel = async (n: number): Promise<Array<Extract<Packet, { cmd: 'publish' }>>> => {
       await pub.publishAsync('win/sentinel', `s${n}`, { qos: 0 })
       await raw.take(publishOn('win/sentinel', `s${n}`), `sentinel s${n}`)
-      return raw.drain(publishOn('win/data')).map((p) => p.payload.toString())
+      return raw.drain(publishOn('win/data'))
     }
+    const payloads = (ps: ReadonlyArray<Extract<Packet, { cmd: 'publish' }>>): string[] => ps.map((p) => p.payload.toString())
     const firstWindow = await sentinel(1)
-    assert.deepEqual(firstWindow, ['m0', 'm1'])
-
+    assert.deepEqual(payloads(firstWindow), ['m0', 'm1'], 'the first window')
+    const [m0, m1] = firstWindow
     assert.deepEqual(raw.packets, [], 'nothing else arrived')
+
     // Ack m0: exactly one more may go out.
-    raw.send({ cmd: 'puback', messageId: 1 })
+    raw.send({ cmd: 'puback', messageId: m0?.messageId ?? 0 })
     const m2 = await raw.take(publishOn('win/data'), 'a third PUBLISH after one PUBACK')
     assert.equal(m2.payload.toString(), 'm2')
-    assert.deepEqual(await sentinel(2), [], 'only one message per PUBACK')
-    raw.send({ cmd: 'puback', messageId: 2 })
+    assert.deepEqual(payloads(await sentinel(2)), [], 'only one message per PUBACK')
+
+    raw.send({ cmd: 'puback', messageId: m1?.messageId ?? 0 })
     raw.send({ cmd: 'puback', messageId: m2.messageId ?? 0 })
-    const m3 = await raw.take(publishOn('win/data', 'm3'), 'm3')
-    const m4 = await raw.take(publishOn('win/data', 'm4'), 'm4')
-    assert.equal(m3.qos, 1)
-    assert.equal(m4.qos, 1)
+    await raw.take(publishOn('win/data', 'm3'), 'm3')
+    await raw.take(publishOn('win/data', 'm4'), 'm4')
+    assert.deepEqual(payloads(await sentinel(3)), [], 'all five delivered once')
   })
 
   test('max_queued_messages 5: an offline session keeps 5 of 10 and the log has one "queue full" line', async (t) => {
@@ -566,7 +568,7 @@ describe('e2e: MQTT.js against the outpost binary', () => {
 
   test('max_connections 2: a third connection is refused and the log says so', async (t) => {
     const broker = await startOutpost(t, { config: { max_connections: 2 } })
-    await mqttClient(t, broker, 'maxc-1')
+    const first = await mqttClient(t, broker, 'maxc-1')
     await mqttClient(t, broker, 'maxc-2')
     const third = await RawClient.open(t, broker)
     third.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: 60, clientId: uniqueId('maxc-3') })
@@ -574,5 +576,11 @@ describe('e2e: MQTT.js against the outpost binary', () => {
     assert.deepEqual(third.drain(isCmd('connack')).filter((c) => c.returnCode === 0), [], 'no successful CONNACK for the third')
     const line = await broker.waitForLog((r) => /max_connections/.test(r.msg), WAIT_MS, 'max_connections line')
     assert.equal(line.maxConnections, 2)
+    // The limit is on connections open at once: a freed slot is usable again.
+    const firstId = first.options.clientId
+    await first.endAsync()
+    await broker.waitForLog((r) => r.msg === 'client disconnected' && r.clientId === firstId, WAIT_MS, 'disconnect line')
+    const fourth = await mqttClient(t, broker, 'maxc-4')
+    assert.equal(fourth.connected, true)
   })
 })

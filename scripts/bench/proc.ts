@@ -30,6 +30,25 @@ export async function readCpuTicks(pid: number): Promise<number> {
   return Number(fields[11]) + Number(fields[12]);
 }
 
+/** CPU ticks spent by everything on the machine (all cores), busy or not, from /proc/stat. */
+export interface SystemTicks {
+  /** user + nice + system + irq + softirq + steal: time some process (or the hypervisor) had. */
+  readonly busy: number;
+  readonly total: number;
+}
+
+export async function readSystemTicks(): Promise<SystemTicks> {
+  const stat = await readFile('/proc/stat', 'utf8');
+  const line = stat.slice(0, stat.indexOf('\n'));
+  const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = line
+    .trim()
+    .split(/\s+/)
+    .slice(1)
+    .map(Number);
+  const busy = user + nice + system + irq + softirq + steal;
+  return { busy, total: busy + idle + iowait };
+}
+
 let ticksPerSecond: number | undefined;
 
 /** USER_HZ: the unit of /proc/PID/stat times. */

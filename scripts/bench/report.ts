@@ -19,6 +19,10 @@ export type RunOutcome =
       readonly result: ThroughputResult;
       /** Broker CPU (all threads) over the measured window, % of one core. */
       readonly brokerCpuPercent: number;
+      /** CPU used by neither the broker nor the load generator (other tenants, steal), % of one core. */
+      readonly otherCpuPercent: number;
+      /** Delivered msg/s of every attempt when the run was repeated; the result is their median. */
+      readonly attemptsPerSec: readonly number[];
     }
   | { readonly status: 'failed'; readonly reason: string };
 
@@ -50,6 +54,8 @@ export interface MachineInfo {
   readonly node: string;
   readonly mosquitto: string;
   readonly aedes: string;
+  /** 1-minute load average when the bench started: others' work on a shared box. */
+  readonly loadAverage: number;
 }
 
 export interface Table {
@@ -62,6 +68,8 @@ const GENERATOR_SATURATED_PERCENT = 90;
 const BROKER_SATURATED_PERCENT = 85;
 /** QoS 1 deliveries below this share of acknowledged publishes (× subscribers) get a note. */
 const LOSS_NOTE_RATIO = 0.9;
+/** Other processes above this share of a core during a window make its number suspect. */
+const NOISY_OTHER_PERCENT = 15;
 
 export function formatRate(perSecond: number): string {
   return Math.round(perSecond).toLocaleString('en-US');
@@ -137,7 +145,10 @@ export function resultsTable(
  * limit, and shows when a broker accepted more than it delivered.
  */
 export function detailTable(reports: readonly BrokerReport[], runs: readonly RunSpec[]): Table {
-  const header = ['Per run: published msg/s · broker CPU · generator CPU', ...reports.map((r) => r.label)];
+  const header = [
+    'Per run: published msg/s · CPU of broker · generator · other processes',
+    ...reports.map((r) => r.label),
+  ];
   const rows = runs.map((run) => [
     run.label,
     ...reports.map((r) => {
@@ -146,7 +157,7 @@ export function detailTable(reports: readonly BrokerReport[], runs: readonly Run
       const { result } = outcome;
       return (
         `${formatRate(result.publishedPerSec)} · ${Math.round(outcome.brokerCpuPercent)}% · ` +
-        `${Math.round(result.loadCpuPercent)}%`
+        `${Math.round(result.loadCpuPercent)}% · ${Math.round(outcome.otherCpuPercent)}%`
       );
     }),
   ]);
@@ -165,7 +176,18 @@ export function notes(reports: readonly BrokerReport[], runs: readonly RunSpec[]
         out.push(`${r.label}, ${run.label}: failed: ${outcome.reason}`);
         continue;
       }
-      const { result, brokerCpuPercent } = outcome;
+      const { result, brokerCpuPercent, otherCpuPercent } = outcome;
+      if (otherCpuPercent > NOISY_OTHER_PERCENT) {
+        out.push(
+          `${r.label}, ${run.label}: other processes used ${Math.round(otherCpuPercent)}% of a core during the ` +
+            `window; the number is noisy`,
+        );
+      }
+      if (outcome.attemptsPerSec.length > 1) {
+        out.push(
+          `${r.label}, ${run.label}: median of ${outcome.attemptsPerSec.map(formatRate).join(' / ')} msg/s`,
+        );
+      }
       if (result.loadCpuPercent >= GENERATOR_SATURATED_PERCENT && brokerCpuPercent < BROKER_SATURATED_PERCENT) {
         out.push(
           `${r.label}, ${run.label}: load generator saturated (${Math.round(result.loadCpuPercent)}% CPU, broker ` +
@@ -203,7 +225,7 @@ export function notes(reports: readonly BrokerReport[], runs: readonly RunSpec[]
 }
 
 function isNumericCell(cell: string): boolean {
-  return /^[\d,.]+(×| \(.*\))?$/.test(cell) || /^[\d,]+ · \d+% · \d+%$/.test(cell);
+  return /^[\d,.]+(×| \(.*\))?$/.test(cell) || /^[\d,]+( · \d+%)+$/.test(cell);
 }
 
 /** Markdown with padded columns so it also reads well in a terminal. */
@@ -224,7 +246,8 @@ export function renderMarkdown(table: Table): string {
 export function machineLine(machine: MachineInfo): string {
   return (
     `Machine: ${machine.cpuModel}, ${machine.cores} cores, Linux ${machine.kernel}; ` +
-    `Node ${machine.node}; mosquitto ${machine.mosquitto}; aedes ${machine.aedes}`
+    `Node ${machine.node}; mosquitto ${machine.mosquitto}; aedes ${machine.aedes}; ` +
+    `load average ${machine.loadAverage.toFixed(2)} at start`
   );
 }
 
