@@ -136,8 +136,10 @@ class MosquittoSub {
   }
 
   async waitForMessage(match: (m: SubMessage) => boolean, what: string): Promise<SubMessage> {
-    await this.waitUntil(() => this.messages.some(match), what)
-    return this.messages.find(match) as SubMessage
+    let found: SubMessage | undefined
+    await this.waitUntil(() => (found = this.messages.find(match)) !== undefined, what)
+    if (found === undefined) throw new Error(`unreachable: ${what} matched and vanished`)
+    return found
   }
 
   async kill(signal: NodeJS.Signals): Promise<ExitResult> {

@@ -10,11 +10,11 @@
 import * as assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import { EventEmitter } from 'node:events'
+import { readFileSync } from 'node:fs'
 import { connect as tcpConnect, type Socket } from 'node:net'
 import { describe, test, type TestContext } from 'node:test'
 import { connect, connectAsync, type IClientOptions, type MqttClient } from 'mqtt'
 import { generate, parser as createParser, type IConnackPacket, type Packet, type PacketCmd, type QoS } from 'mqtt-packet'
-import { readFileSync } from 'node:fs'
 import { startOutpost, type OutpostProcess } from './helpers/outpost-process.js'
 
 const WAIT_MS = 5_000
@@ -32,23 +32,35 @@ function uniqueId(name: string): string {
   return `e2e-${name}-${randomUUID().slice(0, 8)}`
 }
 
-/** Resolves when `check` returns a value other than undefined, re-checked on every `event`. */
-function waitOn<T>(emitter: EventEmitter, event: string, check: () => T | undefined, timeoutMs: number, what: string): Promise<T> {
-  const now = check()
-  if (now !== undefined) return Promise.resolve(now)
+/**
+ * Resolves when `check` returns a value other than undefined, re-checked on every `event`;
+ * rejects on timeout or when `check` throws.
+ */
+function waitOn<T>(emitter: EventEmitter, event: string, check: () => T | undefined, timeoutMs: number, what: string | (() => string)): Promise<T> {
   return new Promise((resolve, reject) => {
-    const onEvent = (): void => {
-      const value = check()
-      if (value === undefined) return
+    const done = (): void => {
       clearTimeout(timer)
       emitter.off(event, onEvent)
+    }
+    const onEvent = (): void => {
+      let value: T | undefined
+      try {
+        value = check()
+      } catch (err) {
+        done()
+        reject(err instanceof Error ? err : new Error(String(err)))
+        return
+      }
+      if (value === undefined) return
+      done()
       resolve(value)
     }
     const timer = setTimeout(() => {
-      emitter.off(event, onEvent)
-      reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`))
+      done()
+      reject(new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'string' ? what : what()}`))
     }, timeoutMs)
     emitter.on(event, onEvent)
+    onEvent()
   })
 }
 
@@ -66,7 +78,7 @@ class Inbox {
 
   /** The first message (already received or still to come) that matches. */
   waitFor(match: (m: Received) => boolean, what: string, timeoutMs = WAIT_MS): Promise<Received> {
-    return waitOn(this.#events, 'message', () => this.messages.find(match), timeoutMs, `${what}; got ${JSON.stringify(this.messages)}`)
+    return waitOn(this.#events, 'message', () => this.messages.find(match), timeoutMs, () => `${what}; got ${JSON.stringify(this.messages)}`)
   }
 
   /** Messages on `topic`, excluding the sentinel payload. */
@@ -195,28 +207,26 @@ class RawClient {
   /** Removes and returns the first received packet that matches, waiting for it if need be. */
   take<P extends Packet>(match: (p: Packet) => p is P, what: string, timeoutMs = WAIT_MS): Promise<P> {
     return waitOn(this.#events, 'change', () => {
-      const i = this.packets.findIndex(match)
-      if (i < 0) {
-        if (this.#isClosed) throw new Error(`connection closed while waiting for ${what}`)
-        return undefined
+      for (const [i, p] of this.packets.entries()) {
+        if (match(p)) {
+          this.packets.splice(i, 1)
+          return p
+        }
       }
-      const [p] = this.packets.splice(i, 1)
-      return p as P
+      if (this.#isClosed) throw new Error(`connection closed while waiting for ${what}`)
+      return undefined
     }, timeoutMs, what)
   }
 
   /** Removes and returns every packet received so far that matches. */
   drain<P extends Packet>(match: (p: Packet) => p is P): P[] {
     const out: P[] = []
-    for (let i = 0; i < this.packets.length;) {
-      const p = this.packets[i] as Packet
-      if (match(p)) {
-        out.push(p)
-        this.packets.splice(i, 1)
-      } else {
-        i++
-      }
+    const rest: Packet[] = []
+    for (const p of this.packets) {
+      if (match(p)) out.push(p)
+      else rest.push(p)
     }
+    this.packets.splice(0, this.packets.length, ...rest)
     return out
   }
 }

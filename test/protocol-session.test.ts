@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { test } from 'node:test'
+import { describe, test } from 'node:test'
 import type { IPublishPacket, Packet } from 'mqtt-packet'
 import { pino } from 'pino'
 import { Writable } from 'node:stream'
@@ -14,215 +14,219 @@ function asPublish(p: Packet): IPublishPacket {
   return p as IPublishPacket
 }
 
-test('persistent session: subscriptions and QoS 1/2 messages kept while offline, Session Present 1 [MQTT-3.2.2-2]', async (t) => {
-  const { client } = await memoryBroker(t)
-  const a = client()
-  assert.equal((await a.connect({ clientId: 'dev', clean: false })).sessionPresent, false)
-  a.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'cmd/#', qos: 2 }] })
-  await a.next()
-  a.sendHex('e000')
-  await a.closed()
+for (const transport of ['memory', 'tcp'] as const) {
+  describe(`over ${transport} streams`, () => {
+    test('persistent session: subscriptions and QoS 1/2 messages kept while offline, Session Present 1 [MQTT-3.2.2-2]', async (t) => {
+      const { client } = await memoryBroker(t, {}, undefined, transport)
+      const a = client()
+      assert.equal((await a.connect({ clientId: 'dev', clean: false })).sessionPresent, false)
+      a.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'cmd/#', qos: 2 }] })
+      await a.next()
+      a.sendHex('e000')
+      await a.closed()
 
-  const pub = client()
-  await pub.connect({ clientId: 'pub' })
-  for (const qos of [0, 1, 2] as const) {
-    pub.send({ cmd: 'publish', topic: `cmd/${qos}`, payload: Buffer.from(`q${qos}`), qos, messageId: 10 + qos, retain: false, dup: false })
-  }
-  await pub.next() // PUBACK
-  await pub.next() // PUBREC
-  pub.send({ cmd: 'pubrel', messageId: 12 })
-  await pub.next()
+      const pub = client()
+      await pub.connect({ clientId: 'pub' })
+      for (const qos of [0, 1, 2] as const) {
+        pub.send({ cmd: 'publish', topic: `cmd/${qos}`, payload: Buffer.from(`q${qos}`), qos, messageId: 10 + qos, retain: false, dup: false })
+      }
+      await pub.next() // PUBACK
+      await pub.next() // PUBREC
+      pub.send({ cmd: 'pubrel', messageId: 12 })
+      await pub.next()
 
-  const b = client()
-  assert.equal((await b.connect({ clientId: 'dev', clean: false })).sessionPresent, true)
-  const got = [asPublish(await b.next()), asPublish(await b.next())]
-  assert.deepEqual(got.map((p) => [p.topic, p.qos]), [['cmd/1', 1], ['cmd/2', 2]])
-  assert.equal(await b.quiet(100), true, 'QoS 0 is not queued for offline clients by default')
-})
+      const b = client()
+      assert.equal((await b.connect({ clientId: 'dev', clean: false })).sessionPresent, true)
+      const got = [asPublish(await b.next()), asPublish(await b.next())]
+      assert.deepEqual(got.map((p) => [p.topic, p.qos]), [['cmd/1', 1], ['cmd/2', 2]])
+      assert.equal(await b.quiet(100), true, 'QoS 0 is not queued for offline clients by default')
+    })
 
-test('queue_qos0_messages queues QoS 0 for offline persistent sessions', async (t) => {
-  const { client } = await memoryBroker(t, { queueQos0Messages: true })
-  const a = client()
-  await a.connect({ clientId: 'dev', clean: false })
-  a.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'x', qos: 0 }] })
-  await a.next()
-  a.sendHex('e000')
-  await a.closed()
-  const pub = client()
-  await pub.connect({ clientId: 'pub' })
-  pub.send({ cmd: 'publish', topic: 'x', payload: Buffer.from('kept'), qos: 0, retain: false, dup: false })
-  pub.send({ cmd: 'pingreq' })
-  await pub.next()
-  const b = client()
-  await b.connect({ clientId: 'dev', clean: false })
-  assert.equal(asPublish(await b.next()).payload.toString(), 'kept')
-})
+    test('queue_qos0_messages queues QoS 0 for offline persistent sessions', async (t) => {
+      const { client } = await memoryBroker(t, { queueQos0Messages: true }, undefined, transport)
+      const a = client()
+      await a.connect({ clientId: 'dev', clean: false })
+      a.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'x', qos: 0 }] })
+      await a.next()
+      a.sendHex('e000')
+      await a.closed()
+      const pub = client()
+      await pub.connect({ clientId: 'pub' })
+      pub.send({ cmd: 'publish', topic: 'x', payload: Buffer.from('kept'), qos: 0, retain: false, dup: false })
+      pub.send({ cmd: 'pingreq' })
+      await pub.next()
+      const b = client()
+      await b.connect({ clientId: 'dev', clean: false })
+      assert.equal(asPublish(await b.next()).payload.toString(), 'kept')
+    })
 
-test('unacknowledged messages are resent with DUP on reconnect, PUBREL for those past PUBREC [MQTT-4.4.0-1]', async (t) => {
-  const { client } = await memoryBroker(t)
-  const a = client()
-  await a.connect({ clientId: 'dev', clean: false })
-  a.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'd/#', qos: 2 }] })
-  await a.next()
-  const pub = client()
-  await pub.connect({ clientId: 'pub' })
-  pub.send({ cmd: 'publish', topic: 'd/1', payload: Buffer.from('one'), qos: 1, messageId: 1, retain: false, dup: false })
-  pub.send({ cmd: 'publish', topic: 'd/2', payload: Buffer.from('two'), qos: 2, messageId: 2, retain: false, dup: false })
-  await pub.next()
-  await pub.next()
-  pub.send({ cmd: 'pubrel', messageId: 2 })
-  await pub.next()
-  const p1 = asPublish(await a.next())
-  const p2 = asPublish(await a.next())
-  a.send({ cmd: 'pubrec', messageId: p2.messageId as number })
-  assert.equal((await a.next()).cmd, 'pubrel')
-  a.end() // no PUBACK for p1, no PUBCOMP for p2
-  await a.closed()
+    test('unacknowledged messages are resent with DUP on reconnect, PUBREL for those past PUBREC [MQTT-4.4.0-1]', async (t) => {
+      const { client } = await memoryBroker(t, {}, undefined, transport)
+      const a = client()
+      await a.connect({ clientId: 'dev', clean: false })
+      a.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'd/#', qos: 2 }] })
+      await a.next()
+      const pub = client()
+      await pub.connect({ clientId: 'pub' })
+      pub.send({ cmd: 'publish', topic: 'd/1', payload: Buffer.from('one'), qos: 1, messageId: 1, retain: false, dup: false })
+      pub.send({ cmd: 'publish', topic: 'd/2', payload: Buffer.from('two'), qos: 2, messageId: 2, retain: false, dup: false })
+      await pub.next()
+      await pub.next()
+      pub.send({ cmd: 'pubrel', messageId: 2 })
+      await pub.next()
+      const p1 = asPublish(await a.next())
+      const p2 = asPublish(await a.next())
+      a.send({ cmd: 'pubrec', messageId: p2.messageId as number })
+      assert.equal((await a.next()).cmd, 'pubrel')
+      a.end() // no PUBACK for p1, no PUBCOMP for p2
+      await a.closed()
 
-  const b = client()
-  assert.equal((await b.connect({ clientId: 'dev', clean: false })).sessionPresent, true)
-  const again = asPublish(await b.next())
-  assert.equal(again.messageId, p1.messageId)
-  assert.equal(again.dup, true)
-  assert.equal(again.payload.toString(), 'one')
-  const rel = await b.next()
-  assert.equal(rel.cmd === 'pubrel' && rel.messageId, p2.messageId)
-})
+      const b = client()
+      assert.equal((await b.connect({ clientId: 'dev', clean: false })).sessionPresent, true)
+      const again = asPublish(await b.next())
+      assert.equal(again.messageId, p1.messageId)
+      assert.equal(again.dup, true)
+      assert.equal(again.payload.toString(), 'one')
+      const rel = await b.next()
+      assert.equal(rel.cmd === 'pubrel' && rel.messageId, p2.messageId)
+    })
 
-test('clean session discards the previous session [MQTT-3.2.2-1] [MQTT-3.1.2-6]', async (t) => {
-  const { client, broker } = await memoryBroker(t)
-  const a = client()
-  await a.connect({ clientId: 'dev', clean: false })
-  a.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'x', qos: 1 }] })
-  await a.next()
-  a.sendHex('e000')
-  await a.closed()
-  assert.equal(broker.disconnectedCount, 1)
-  const b = client()
-  assert.equal((await b.connect({ clientId: 'dev', clean: true })).sessionPresent, false)
-  assert.equal(broker.subscriptionCount, 0)
-  b.sendHex('e000')
-  await b.closed()
-  assert.equal(broker.sessionCount, 0)
-})
+    test('clean session discards the previous session [MQTT-3.2.2-1] [MQTT-3.1.2-6]', async (t) => {
+      const { client, broker } = await memoryBroker(t, {}, undefined, transport)
+      const a = client()
+      await a.connect({ clientId: 'dev', clean: false })
+      a.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'x', qos: 1 }] })
+      await a.next()
+      a.sendHex('e000')
+      await a.closed()
+      assert.equal(broker.disconnectedCount, 1)
+      const b = client()
+      assert.equal((await b.connect({ clientId: 'dev', clean: true })).sessionPresent, false)
+      assert.equal(broker.subscriptionCount, 0)
+      b.sendHex('e000')
+      await b.closed()
+      assert.equal(broker.sessionCount, 0)
+    })
 
-test('in-flight window: at most max_inflight unacknowledged QoS 1 messages, the rest queued in order', async (t) => {
-  const { client } = await memoryBroker(t, { maxInflight: 2 })
-  const sub = client()
-  await sub.connect({ clientId: 'slow' })
-  sub.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'w', qos: 1 }] })
-  await sub.next()
-  const pub = client()
-  await pub.connect({ clientId: 'pub' })
-  for (let i = 0; i < 5; i++) pub.send({ cmd: 'publish', topic: 'w', payload: Buffer.from(String(i)), qos: 1, messageId: i + 1, retain: false, dup: false })
-  for (let i = 0; i < 5; i++) await pub.next()
-  const first = [asPublish(await sub.next()), asPublish(await sub.next())]
-  assert.equal(await sub.quiet(100), true, 'window of 2 is full')
-  sub.send({ cmd: 'puback', messageId: first[0]?.messageId as number })
-  assert.equal(asPublish(await sub.next()).payload.toString(), '2')
-  sub.send({ cmd: 'puback', messageId: first[1]?.messageId as number })
-  assert.equal(asPublish(await sub.next()).payload.toString(), '3')
-})
+    test('in-flight window: at most max_inflight unacknowledged QoS 1 messages, the rest queued in order', async (t) => {
+      const { client } = await memoryBroker(t, { maxInflight: 2 }, undefined, transport)
+      const sub = client()
+      await sub.connect({ clientId: 'slow' })
+      sub.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'w', qos: 1 }] })
+      await sub.next()
+      const pub = client()
+      await pub.connect({ clientId: 'pub' })
+      for (let i = 0; i < 5; i++) pub.send({ cmd: 'publish', topic: 'w', payload: Buffer.from(String(i)), qos: 1, messageId: i + 1, retain: false, dup: false })
+      for (let i = 0; i < 5; i++) await pub.next()
+      const first = [asPublish(await sub.next()), asPublish(await sub.next())]
+      assert.equal(await sub.quiet(100), true, 'window of 2 is full')
+      sub.send({ cmd: 'puback', messageId: first[0]?.messageId as number })
+      assert.equal(asPublish(await sub.next()).payload.toString(), '2')
+      sub.send({ cmd: 'puback', messageId: first[1]?.messageId as number })
+      assert.equal(asPublish(await sub.next()).payload.toString(), '3')
+    })
 
-test('max_queued_messages: excess dropped and counted, one "queue full" log line per episode', async (t) => {
-  const lines: string[] = []
-  const sink = new Writable({
-    write(chunk: Buffer, _e, cb) {
-      lines.push(chunk.toString())
-      cb()
-    },
+    test('max_queued_messages: excess dropped and counted, one "queue full" log line per episode', async (t) => {
+      const lines: string[] = []
+      const sink = new Writable({
+        write(chunk: Buffer, _e, cb) {
+          lines.push(chunk.toString())
+          cb()
+        },
+      })
+      const broker = new Broker({ config: { ...defaultConfig(), sysInterval: 0, maxQueuedMessages: 3 }, log: pino({ level: 'warn' }, sink) })
+      await broker.start()
+      t.after(() => broker.close())
+      const connect = (): RawClient => {
+        const [a, b] = duplexPair()
+        broker.handle(b)
+        const c = new RawClient(a)
+        t.after(() => c.end())
+        return c
+      }
+      const dev = connect()
+      await dev.connect({ clientId: 'dev', clean: false })
+      dev.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'q', qos: 1 }] })
+      await dev.next()
+      dev.sendHex('e000')
+      await dev.closed()
+      const pub = connect()
+      await pub.connect({ clientId: 'pub' })
+      for (let i = 0; i < 10; i++) pub.send({ cmd: 'publish', topic: 'q', payload: Buffer.from(String(i)), qos: 1, messageId: i + 1, retain: false, dup: false })
+      for (let i = 0; i < 10; i++) await pub.next()
+      assert.equal(broker.stats.publishDropped, 7)
+      assert.equal(lines.filter((l) => l.includes('queue full')).length, 1)
+      const back = connect()
+      await back.connect({ clientId: 'dev', clean: false })
+      const got: string[] = []
+      for (let i = 0; i < 3; i++) {
+        const p = asPublish(await back.next())
+        got.push(p.payload.toString())
+        back.send({ cmd: 'puback', messageId: p.messageId as number })
+      }
+      assert.deepEqual(got, ['0', '1', '2'])
+      assert.equal(await back.quiet(100), true)
+    })
+
+    test('max_queued_bytes caps the queue by payload size', async (t) => {
+      const { client, broker } = await memoryBroker(t, { maxQueuedMessages: 0, maxQueuedBytes: 25 }, undefined, transport)
+      const dev = client()
+      await dev.connect({ clientId: 'dev', clean: false })
+      dev.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'q', qos: 1 }] })
+      await dev.next()
+      dev.sendHex('e000')
+      await dev.closed()
+      const pub = client()
+      await pub.connect({ clientId: 'pub' })
+      for (let i = 0; i < 5; i++) pub.send({ cmd: 'publish', topic: 'q', payload: Buffer.alloc(10), qos: 1, messageId: i + 1, retain: false, dup: false })
+      for (let i = 0; i < 5; i++) await pub.next()
+      assert.equal(broker.stats.publishDropped, 3)
+    })
+
+    test('persistent_client_expiration removes offline sessions after their time', async (t) => {
+      const { client, broker } = await memoryBroker(t, { persistentClientExpiration: 1 }, undefined, transport)
+      const a = client()
+      await a.connect({ clientId: 'dev', clean: false })
+      a.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'x', qos: 1 }] })
+      await a.next()
+      a.sendHex('e000')
+      await a.closed()
+      assert.equal(broker.sessionCount, 1)
+      await new Promise((r) => setTimeout(r, 1700))
+      assert.equal(broker.sessionCount, 0)
+      assert.equal(broker.subscriptionCount, 0)
+    })
+
+    test('a broken stream never takes the broker down: garbage, half packets, resets', async (t) => {
+      const { client, broker } = await memoryBroker(t, {}, undefined, transport)
+      const garbage = client()
+      garbage.sendHex('ffffffffffffffff')
+      await garbage.closed()
+      const half = client()
+      await half.connect({ clientId: 'half' })
+      half.sendHex('30 7f 0001') // announces 127 bytes, sends 3
+      half.stream.destroy()
+      const ok = client()
+      assert.equal((await ok.connect({ clientId: 'ok' })).returnCode, 0)
+      assert.equal(broker.connectedCount, 1)
+    })
+
+    test('slow QoS 0 consumer: messages are dropped once its buffer is full, memory stays bounded', async (t) => {
+      const { broker } = await memoryBroker(t, {}, undefined, transport)
+      const [ours, theirs] = duplexPair()
+      broker.handle(theirs)
+      const c = new RawClient(ours)
+      await c.connect({ clientId: 'slow' })
+      c.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'flood', qos: 0 }] })
+      await c.next()
+      ours.pause() // stops reading: the broker's writes pile up in its stream buffer
+      const before = broker.stats.publishDropped
+      const internal = broker.createInternalClient('flooder')
+      const payload = Buffer.alloc(1024)
+      for (let i = 0; i < 5000; i++) internal.publish('flood', payload)
+      assert.ok(broker.stats.publishDropped - before > 3000, `dropped ${broker.stats.publishDropped - before}`)
+      assert.ok(theirs.writableLength < 2 * 1024 * 1024, `buffered ${theirs.writableLength}`)
+      internal.close()
+    })
   })
-  const broker = new Broker({ config: { ...defaultConfig(), sysInterval: 0, maxQueuedMessages: 3 }, log: pino({ level: 'warn' }, sink) })
-  await broker.start()
-  t.after(() => broker.close())
-  const connect = (): RawClient => {
-    const [a, b] = duplexPair()
-    broker.handle(b)
-    const c = new RawClient(a)
-    t.after(() => c.end())
-    return c
-  }
-  const dev = connect()
-  await dev.connect({ clientId: 'dev', clean: false })
-  dev.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'q', qos: 1 }] })
-  await dev.next()
-  dev.sendHex('e000')
-  await dev.closed()
-  const pub = connect()
-  await pub.connect({ clientId: 'pub' })
-  for (let i = 0; i < 10; i++) pub.send({ cmd: 'publish', topic: 'q', payload: Buffer.from(String(i)), qos: 1, messageId: i + 1, retain: false, dup: false })
-  for (let i = 0; i < 10; i++) await pub.next()
-  assert.equal(broker.stats.publishDropped, 7)
-  assert.equal(lines.filter((l) => l.includes('queue full')).length, 1)
-  const back = connect()
-  await back.connect({ clientId: 'dev', clean: false })
-  const got: string[] = []
-  for (let i = 0; i < 3; i++) {
-    const p = asPublish(await back.next())
-    got.push(p.payload.toString())
-    back.send({ cmd: 'puback', messageId: p.messageId as number })
-  }
-  assert.deepEqual(got, ['0', '1', '2'])
-  assert.equal(await back.quiet(100), true)
-})
-
-test('max_queued_bytes caps the queue by payload size', async (t) => {
-  const { client, broker } = await memoryBroker(t, { maxQueuedMessages: 0, maxQueuedBytes: 25 })
-  const dev = client()
-  await dev.connect({ clientId: 'dev', clean: false })
-  dev.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'q', qos: 1 }] })
-  await dev.next()
-  dev.sendHex('e000')
-  await dev.closed()
-  const pub = client()
-  await pub.connect({ clientId: 'pub' })
-  for (let i = 0; i < 5; i++) pub.send({ cmd: 'publish', topic: 'q', payload: Buffer.alloc(10), qos: 1, messageId: i + 1, retain: false, dup: false })
-  for (let i = 0; i < 5; i++) await pub.next()
-  assert.equal(broker.stats.publishDropped, 3)
-})
-
-test('persistent_client_expiration removes offline sessions after their time', async (t) => {
-  const { client, broker } = await memoryBroker(t, { persistentClientExpiration: 1 })
-  const a = client()
-  await a.connect({ clientId: 'dev', clean: false })
-  a.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'x', qos: 1 }] })
-  await a.next()
-  a.sendHex('e000')
-  await a.closed()
-  assert.equal(broker.sessionCount, 1)
-  await new Promise((r) => setTimeout(r, 1700))
-  assert.equal(broker.sessionCount, 0)
-  assert.equal(broker.subscriptionCount, 0)
-})
-
-test('a broken stream never takes the broker down: garbage, half packets, resets', async (t) => {
-  const { client, broker } = await memoryBroker(t)
-  const garbage = client()
-  garbage.sendHex('ffffffffffffffff')
-  await garbage.closed()
-  const half = client()
-  await half.connect({ clientId: 'half' })
-  half.sendHex('30 7f 0001') // announces 127 bytes, sends 3
-  half.stream.destroy()
-  const ok = client()
-  assert.equal((await ok.connect({ clientId: 'ok' })).returnCode, 0)
-  assert.equal(broker.connectedCount, 1)
-})
-
-test('slow QoS 0 consumer: messages are dropped once its buffer is full, memory stays bounded', async (t) => {
-  const { broker } = await memoryBroker(t)
-  const [ours, theirs] = duplexPair()
-  broker.handle(theirs)
-  const c = new RawClient(ours)
-  await c.connect({ clientId: 'slow' })
-  c.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'flood', qos: 0 }] })
-  await c.next()
-  ours.pause() // stops reading: the broker's writes pile up in its stream buffer
-  const before = broker.stats.publishDropped
-  const internal = broker.createInternalClient('flooder')
-  const payload = Buffer.alloc(1024)
-  for (let i = 0; i < 5000; i++) internal.publish('flood', payload)
-  assert.ok(broker.stats.publishDropped - before > 3000, `dropped ${broker.stats.publishDropped - before}`)
-  assert.ok(theirs.writableLength < 2 * 1024 * 1024, `buffered ${theirs.writableLength}`)
-  internal.close()
-})
+}

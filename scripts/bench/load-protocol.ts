@@ -49,8 +49,14 @@ export interface ThroughputResult {
   readonly measuredMs: number;
   /** Connections that closed or errored while the run was going. */
   readonly unexpectedCloses: number;
-  /** PUBLISHes whose payload length was not the one sent, or PUBACKs for unknown ids. */
+  /** PUBLISHes whose payload was not one we sent, or PUBACKs for unknown ids. */
   readonly anomalies: number;
+  /** PUBLISHes received over the whole run, warmup included; the base for the two below. */
+  readonly receivedTotal: number;
+  /** PUBLISHes that arrived twice or behind a later one from the same publisher (whole run). */
+  readonly outOfOrder: number;
+  /** Sequence numbers a subscriber skipped: messages lost (whole run, tail excluded). */
+  readonly missing: number;
 }
 
 export interface IdleStep {
@@ -124,7 +130,10 @@ function isThroughputResult(v: unknown): v is ThroughputResult {
     isFiniteNumber(v['loadCpuPercent']) &&
     isFiniteNumber(v['measuredMs']) &&
     isFiniteNumber(v['unexpectedCloses']) &&
-    isFiniteNumber(v['anomalies'])
+    isFiniteNumber(v['anomalies']) &&
+    isFiniteNumber(v['receivedTotal']) &&
+    isFiniteNumber(v['outOfOrder']) &&
+    isFiniteNumber(v['missing'])
   );
 }
 

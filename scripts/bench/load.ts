@@ -108,10 +108,25 @@ async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Pr
   }
 }
 
+/**
+ * Every payload starts with the publisher's index and a per-publisher sequence number (both
+ * uint32 BE), so subscribers can tell loss, duplicates and reordering apart from a slow broker.
+ */
+const STAMP_BYTES = 8;
+
+function stamp(target: Buffer, payloadOffset: number, publisher: number, seq: number): void {
+  target.writeUInt32BE(publisher, payloadOffset);
+  target.writeUInt32BE(seq, payloadOffset + 4);
+}
+
 /** Shared by every client of a run; plain fields because they are bumped per packet. */
 class Counters {
   delivered = 0;
   anomalies = 0;
+  /** Sequence numbers at or below one already seen by the same subscriber. */
+  outOfOrder = 0;
+  /** Sequence numbers skipped between two that arrived. */
+  missing = 0;
   unexpectedCloses = 0;
   stopping = false;
 }
@@ -123,6 +138,7 @@ async function openSubscriber(
   counters: Counters,
 ): Promise<Socket> {
   const acks: number[] = [];
+  const lastSeq = new Float64Array(job.publishers).fill(-1);
   let onSuback: ((granted: number) => void) | undefined;
   const subacked = new Promise<number>((resolve) => {
     onSuback = resolve;
@@ -136,8 +152,20 @@ async function openSubscriber(
           acks.push(buf.readUInt16BE(start + header));
           header += 2;
         }
-        if (length - header !== job.payloadBytes) counters.anomalies++;
         counters.delivered++;
+        if (length - header !== job.payloadBytes) {
+          counters.anomalies++;
+          return;
+        }
+        const publisher = buf.readUInt32BE(start + header);
+        const seq = buf.readUInt32BE(start + header + 4);
+        const last = lastSeq[publisher];
+        if (last === undefined) counters.anomalies++;
+        else if (seq <= last) counters.outOfOrder++;
+        else {
+          counters.missing += seq - last - 1;
+          lastSeq[publisher] = seq;
+        }
       } else if (type === PacketType.suback && length >= 3) {
         onSuback?.(buf.readUInt8(start + 2));
       }
@@ -171,12 +199,27 @@ interface Publisher {
   stop(): void;
 }
 
-/** Writes pre-built PUBLISH chunks until write() reports a full buffer, then waits for 'drain'. */
-async function openQos0Publisher(job: ThroughputJob, clientId: string, topic: string, counters: Counters): Promise<Publisher> {
+/** Writes chunks of PUBLISHes until write() reports a full buffer, then waits for 'drain'. */
+async function openQos0Publisher(
+  job: ThroughputJob,
+  index: number,
+  clientId: string,
+  topic: string,
+  counters: Counters,
+): Promise<Publisher> {
   const template = publishTemplate(topic, Buffer.alloc(job.payloadBytes, 0x61), 0);
-  const perChunk = Math.max(1, Math.floor(QOS0_CHUNK_BYTES / template.bytes.length));
-  // The same bytes are queued many times over; safe because nothing ever writes into `chunk`.
-  const chunk = Buffer.concat(Array.from({ length: perChunk }, () => template.bytes));
+  const size = template.bytes.length;
+  const perChunk = Math.max(1, Math.floor(QOS0_CHUNK_BYTES / size));
+  let seq = 0;
+  const nextChunk = (): Buffer => {
+    // A fresh buffer per write: queued chunks must not change under the socket.
+    const chunk = Buffer.allocUnsafe(perChunk * size);
+    for (let i = 0; i < perChunk; i++) {
+      template.bytes.copy(chunk, i * size);
+      stamp(chunk, i * size + template.payloadOffset, index, seq++);
+    }
+    return chunk;
+  };
   const socket = await openClient(job.port, clientId, HANDSHAKE_TIMEOUT_MS, {
     onFrame: () => undefined,
     onClose: () => {
@@ -189,7 +232,7 @@ async function openQos0Publisher(job: ThroughputJob, clientId: string, topic: st
     for (let i = 0; i < MAX_WRITES_PER_TURN; i++) {
       if (stopped || socket.destroyed) return;
       written += perChunk;
-      if (!socket.write(chunk)) {
+      if (!socket.write(nextChunk())) {
         socket.once('drain', pump);
         return;
       }
@@ -207,11 +250,18 @@ async function openQos0Publisher(job: ThroughputJob, clientId: string, topic: st
 }
 
 /** Keeps `job.window` PUBLISHes unacknowledged; each PUBACK releases one more. */
-async function openQos1Publisher(job: ThroughputJob, clientId: string, topic: string, counters: Counters): Promise<Publisher> {
+async function openQos1Publisher(
+  job: ThroughputJob,
+  index: number,
+  clientId: string,
+  topic: string,
+  counters: Counters,
+): Promise<Publisher> {
   const template: PublishTemplate = publishTemplate(topic, Buffer.alloc(job.payloadBytes, 0x61), 1);
   const size = template.bytes.length;
   const inflight = new Uint8Array(65536);
   let nextId = 1;
+  let seq = 0;
   let credits = job.window;
   let acked = 0;
   let stopped = false;
@@ -232,6 +282,7 @@ async function openQos1Publisher(job: ThroughputJob, clientId: string, topic: st
       inflight[id] = 1;
       template.bytes.copy(out, i * size);
       out.writeUInt16BE(id, i * size + template.idOffset);
+      stamp(out, i * size + template.payloadOffset, index, seq++);
     }
     credits = 0;
     sock.write(out);
@@ -278,6 +329,7 @@ function cpuMicros(): number {
 }
 
 async function runThroughput(job: ThroughputJob): Promise<ThroughputResult> {
+  if (job.payloadBytes < STAMP_BYTES) throw new Error(`payload must be at least ${STAMP_BYTES} bytes`);
   const counters = new Counters();
   const prefix = `bench/${job.tag}`;
   const sockets: Socket[] = [];
@@ -289,7 +341,7 @@ async function runThroughput(job: ThroughputJob): Promise<ThroughputResult> {
     );
     const open = job.qos === 0 ? openQos0Publisher : openQos1Publisher;
     const publishers = await inBatches(job.publishers, SETUP_BATCH, (i) =>
-      open(job, `${job.tag}-p${i}`, `${prefix}/p${i}`, counters),
+      open(job, i, `${job.tag}-p${i}`, `${prefix}/p${i}`, counters),
     );
     sockets.push(...publishers.map((p) => p.socket));
     const published = (): number => publishers.reduce((sum, p) => sum + p.count(), 0);
@@ -329,6 +381,9 @@ async function runThroughput(job: ThroughputJob): Promise<ThroughputResult> {
       measuredMs: elapsedMs,
       unexpectedCloses: counters.unexpectedCloses,
       anomalies: counters.anomalies,
+      receivedTotal: counters.delivered,
+      outOfOrder: counters.outOfOrder,
+      missing: counters.missing,
     };
   } finally {
     counters.stopping = true;

@@ -198,9 +198,23 @@ export function notes(reports: readonly BrokerReport[], runs: readonly RunSpec[]
       const expected = result.publishedPerSec * run.subscribers;
       if (run.qos === 1 && expected > 0 && result.deliveredPerSec < expected * LOSS_NOTE_RATIO) {
         out.push(
-          `${r.label}, ${run.label}: acknowledged ${formatRate(result.publishedPerSec)} msg/s from publishers but ` +
-            `delivered ${formatRate(result.deliveredPerSec)} (expected ${formatRate(expected)}): the rest was ` +
-            `dropped or still queued when the window closed (Mosquitto drops past max_queued_messages 1000)`,
+          `${r.label}, ${run.label}: acknowledged ${formatRate(result.publishedPerSec)} msg/s from publishers ` +
+            `but delivered ${formatRate(result.deliveredPerSec)} (${formatRate(expected)} expected); ` +
+            (result.missing > 0 ? 'it dropped messages (see below)' : 'the rest was still queued'),
+        );
+      }
+      if (result.missing > 0) {
+        const share = (result.missing / (result.missing + result.receivedTotal)) * 100;
+        out.push(
+          `${r.label}, ${run.label}: ${result.missing.toLocaleString('en-US')} messages (${share.toFixed(1)}%) ` +
+            `never reached a subscriber (gaps in sequence numbers)` +
+            (run.qos === 0 ? '; QoS 0 allows this' : '; Mosquitto drops past max_queued_messages 1000'),
+        );
+      }
+      if (result.outOfOrder > 0) {
+        out.push(
+          `${r.label}, ${run.label}: ${result.outOfOrder.toLocaleString('en-US')} PUBLISHes arrived twice or ` +
+            'out of order (per publisher)',
         );
       }
       if (result.unexpectedCloses > 0) {

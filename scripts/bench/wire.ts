@@ -48,6 +48,8 @@ export interface PublishTemplate {
   readonly bytes: Buffer;
   /** Offset of the 2-byte packet identifier, or -1 for QoS 0. */
   readonly idOffset: number;
+  /** Offset of the first payload byte. */
+  readonly payloadOffset: number;
 }
 
 export function publishTemplate(topic: string, payload: Buffer, qos: 0 | 1): PublishTemplate {
@@ -60,9 +62,9 @@ export function publishTemplate(topic: string, payload: Buffer, qos: 0 | 1): Pub
     retain: false,
     ...(qos === 1 ? { messageId: 1 } : {}),
   });
-  if (qos === 0) return { bytes, idOffset: -1 };
+  const payloadOffset = bytes.length - payload.length;
   // The identifier sits right before the payload in a 3.1.1 PUBLISH.
-  return { bytes, idOffset: bytes.length - payload.length - 2 };
+  return { bytes, idOffset: qos === 0 ? -1 : payloadOffset - 2, payloadOffset };
 }
 
 /** PUBACK for packet identifier `id`, written into `target` at `offset` (4 bytes). */

@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs'
-import type { AddressInfo } from 'node:net'
+import { connect as netConnect, createServer, type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { TestContext } from 'node:test'
@@ -11,8 +11,18 @@ import { startGateway } from '../../src/gateway.js'
 import { duplexPair } from './duplex-pair.js'
 import { RawClient } from './raw-client.js'
 
-/** An in-process broker with no sockets: clients connect over in-memory streams. */
-export async function memoryBroker(t: TestContext, overrides: Partial<OutpostConfig> = {}, hooks?: BrokerHooks): Promise<{
+export type Transport = 'memory' | 'tcp'
+
+/**
+ * An in-process broker. With 'memory' clients connect over in-memory stream pairs; with 'tcp'
+ * the broker is served on a real socket on port 0, the way a listener hands it streams.
+ */
+export async function memoryBroker(
+  t: TestContext,
+  overrides: Partial<OutpostConfig> = {},
+  hooks?: BrokerHooks,
+  transport: Transport = 'memory',
+): Promise<{
   broker: Broker
   client(): RawClient
 }> {
@@ -20,12 +30,25 @@ export async function memoryBroker(t: TestContext, overrides: Partial<OutpostCon
   const broker = new Broker({ config, log: pino({ level: 'silent' }), ...(hooks === undefined ? {} : { hooks }) })
   await broker.start()
   t.after(() => broker.close())
+  let port = 0
+  if (transport === 'tcp') {
+    const server = createServer((socket) => broker.handle(socket, { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort }))
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    port = (server.address() as AddressInfo).port
+    t.after(() => new Promise<void>((resolve) => server.close(() => resolve())))
+  }
   return {
     broker,
     client(): RawClient {
-      const [ours, theirs] = duplexPair()
-      broker.handle(theirs, { remoteAddress: 'memory' })
-      const c = new RawClient(ours)
+      let c: RawClient
+      if (transport === 'tcp') {
+        // Writes before the connect completes are buffered by the socket.
+        c = new RawClient(netConnect(port, '127.0.0.1'))
+      } else {
+        const [ours, theirs] = duplexPair()
+        broker.handle(theirs, { remoteAddress: 'memory' })
+        c = new RawClient(ours)
+      }
       t.after(() => c.end())
       return c
     },
