@@ -144,6 +144,14 @@ for (const transport of ['memory', 'tcp'] as const) {
       const { client } = await memoryBroker(t, { maxKeepalive: 30 }, undefined, transport)
       const c = client()
       assert.equal((await c.connect({ clientId: 'ka', keepalive: 60 })).returnCode, 2)
+      const zero = client()
+      assert.equal((await zero.connect({ clientId: 'ka0', keepalive: 0 })).returnCode, 2, 'keepalive 0 exceeds a lowered cap')
+    })
+
+    test('keepalive 0 is accepted with the default max_keepalive', async (t) => {
+      const { client } = await memoryBroker(t, {}, undefined, transport)
+      const c = client()
+      assert.equal((await c.connect({ clientId: 'ka0', keepalive: 0 })).returnCode, 0)
     })
 
     test('a client silent for 1.5 x keepalive is closed and its will published [MQTT-3.1.2-24]', async (t) => {

@@ -208,7 +208,7 @@ export function notes(reports: readonly BrokerReport[], runs: readonly RunSpec[]
         out.push(
           `${r.label}, ${run.label}: ${result.missing.toLocaleString('en-US')} messages (${share.toFixed(1)}%) ` +
             `never reached a subscriber (gaps in sequence numbers)` +
-            (run.qos === 0 ? '; QoS 0 allows this' : '; Mosquitto drops past max_queued_messages 1000'),
+            (run.qos === 0 ? '; QoS 0 allows this' : '; a per-client queue limit (Mosquitto: max_queued_messages 1000)'),
         );
       }
       if (result.outOfOrder > 0) {

@@ -32,8 +32,11 @@ export async function handleConnect(conn: Connection, packet: IConnectPacket, ra
 
   const keepalive = packet.keepalive ?? 0
   const maxKeepalive = broker.config.maxKeepalive
-  // A 3.x client cannot be told another keepalive, so one above the cap is refused, as Mosquitto does.
-  if (maxKeepalive > 0 && (keepalive === 0 || keepalive > maxKeepalive)) {
+  // A 3.x client cannot be told another keepalive, so one above the cap is refused, as Mosquitto
+  // does. Keepalive 0 (never time out) counts as above the cap only when the operator lowered it
+  // from the default 65535: otherwise every client that disables keepalive would be refused.
+  const capped = maxKeepalive > 0 && maxKeepalive < 65535
+  if ((maxKeepalive > 0 && keepalive > maxKeepalive) || (capped && keepalive === 0)) {
     return refuse(conn, RC.identifierRejected, `keepalive ${keepalive} outside max_keepalive ${maxKeepalive}`)
   }
 
