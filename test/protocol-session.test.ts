@@ -230,3 +230,40 @@ for (const transport of ['memory', 'tcp'] as const) {
     })
   })
 }
+
+test('a connected subscriber that falls behind slows the publisher instead of losing acknowledged QoS 1 messages', async (t) => {
+  const { client, broker } = await memoryBroker(t, { maxInflight: 2, maxQueuedMessages: 10 }, undefined, 'tcp')
+  const sub = client()
+  await sub.connect({ clientId: 'slow' })
+  sub.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'bp', qos: 1 }] })
+  await sub.next()
+  const pub = client()
+  await pub.connect({ clientId: 'fast' })
+  const total = 200
+  for (let i = 0; i < total; i++) pub.send({ cmd: 'publish', topic: 'bp', payload: Buffer.from(String(i)), qos: 1, messageId: i + 1, retain: false, dup: false })
+  const got: string[] = []
+  while (got.length < total) {
+    const p = asPublish(await sub.next(3000))
+    got.push(p.payload.toString())
+    // A slow consumer: ack after a pause now and then.
+    if (got.length % 50 === 0) await new Promise((r) => setTimeout(r, 50))
+    sub.send({ cmd: 'puback', messageId: p.messageId as number })
+  }
+  assert.deepEqual(got, Array.from({ length: total }, (_, i) => String(i)))
+  assert.equal(broker.stats.publishDropped, 0)
+  for (let i = 0; i < total; i++) assert.equal((await pub.next()).cmd, 'puback')
+})
+
+test('a subscriber that stops acking is given up on after 5 s: the publisher flows again and the cap drops', async (t) => {
+  const { client, broker } = await memoryBroker(t, { maxInflight: 1, maxQueuedMessages: 4 }, undefined, 'tcp')
+  const sub = client()
+  await sub.connect({ clientId: 'stuck' })
+  sub.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'st', qos: 1 }] })
+  await sub.next()
+  const pub = client()
+  await pub.connect({ clientId: 'pub', keepalive: 2 })
+  for (let i = 0; i < 20; i++) pub.send({ cmd: 'publish', topic: 'st', payload: Buffer.from(String(i)), qos: 1, messageId: i + 1, retain: false, dup: false })
+  for (let i = 0; i < 20; i++) assert.equal((await pub.next(8000)).cmd, 'puback')
+  assert.ok(broker.stats.publishDropped > 0)
+  assert.equal(pub.ended, false, 'held publisher was not timed out by its keepalive')
+})

@@ -5,7 +5,7 @@ import { MemoryStore } from '../store/memory.js'
 import type { Store } from '../store/types.js'
 import { Connection } from './connection.js'
 import { InternalClient, type InternalMessageHandler } from './internal-client.js'
-import { Session, type SessionEvents } from './session.js'
+import { Session, type SessionEvents, type Throttle } from './session.js'
 import { BrokerStats } from './stats.js'
 import { SubscriptionTree } from './subscription-tree.js'
 import { SysPublisher } from './sys.js'
@@ -100,6 +100,9 @@ export class Broker {
         }
       },
       sent: () => undefined,
+      stalled: (session) => {
+        this.log.warn({ clientId: session.clientId, queued: session.queuedCount }, 'client is not draining its queue; publishers are no longer slowed for it')
+      },
     }
     this.#sys = new SysPublisher(this)
   }
@@ -162,7 +165,7 @@ export class Broker {
    * [MQTT-3.8.4-6], with the retain flag cleared for existing subscriptions [MQTT-3.3.1-9], and
    * updates the retained store [MQTT-3.3.1-5].
    */
-  publish(message: Message): void {
+  publish(message: Message, publisher?: { session: Session | undefined } & Throttle): void {
     if (message.retain && this.config.retainAvailable) {
       this.store.setRetained(message).catch((err: unknown) => this.log.error({ err, topic: message.topic }, 'failed to store retained message'))
     }
@@ -170,7 +173,10 @@ export class Broker {
     for (const sub of matches.values()) {
       const session = this.#sessions.get(sub.clientId)
       if (session === undefined) continue
-      session.deliver(message, sub.qos < message.qos ? sub.qos : message.qos, false)
+      const backedUp = session.deliver(message, sub.qos < message.qos ? sub.qos : message.qos, false)
+      // A connected subscriber that cannot keep up slows its publishers (not itself: it would stop
+      // reading its own acks) rather than letting the queue cap drop acknowledged messages.
+      if (backedUp && publisher !== undefined && publisher.session !== session) session.hold(publisher)
     }
   }
 
@@ -345,13 +351,14 @@ export class Broker {
     for (const conn of this.#connections) {
       if (conn.state === 'new' && now - conn.lastSeen > CONNECT_TIMEOUT_MS) {
         conn.close('no CONNECT within 10 s', false)
-      } else if (conn.state === 'open' && conn.keepalive > 0 && now - conn.lastSeen > conn.keepalive * 1500) {
+      } else if (conn.state === 'open' && conn.keepalive > 0 && !conn.held && now - conn.lastSeen > conn.keepalive * 1500) {
         // Silent for one and a half keepalive periods [MQTT-3.1.2-24].
         conn.log.info({ keepalive: conn.keepalive }, 'keepalive timeout')
         conn.close('keepalive timeout', true)
       }
     }
     for (const session of this.#sessions.values()) {
+      session.checkStall(now)
       if (!session.online && session.expiresAt !== undefined && session.expiresAt <= now) {
         this.log.info({ clientId: session.clientId }, 'persistent session expired')
         this.#discard(session)

@@ -5,7 +5,7 @@ import { Framer } from './framer.js'
 import { dispatch } from './handlers/index.js'
 import { checkConnectPreamble } from './handlers/connect-preamble.js'
 import { ProtocolError } from './protocol-error.js'
-import type { Outlet, Session } from './session.js'
+import type { Outlet, Session, Throttle } from './session.js'
 import type { Message, MqttStream, ProtocolVersion, QoS, StreamMeta } from './types.js'
 
 /** QoS 0 messages to a client with more than this buffered are dropped, not queued without bound. */
@@ -21,7 +21,7 @@ const MAX_PACKET = 268_435_455 + 5
  * One client connection over any duplex stream. It frames and decodes packets, runs them
  * through the handlers one at a time, and is the session's outlet while connected.
  */
-export class Connection implements Outlet {
+export class Connection implements Outlet, Throttle {
   readonly broker: Broker
   readonly meta: StreamMeta
   log: Logger
@@ -43,6 +43,8 @@ export class Connection implements Outlet {
   /** Packets that arrived while an async handler ran; processed in order afterwards. */
   #backlog: Buffer[] = []
   #busy = false
+  /** Sessions currently holding this publisher (see Session.hold). */
+  #holds = 0
   #corked = false
 
   constructor(broker: Broker, stream: MqttStream, meta: StreamMeta) {
@@ -177,9 +179,25 @@ export class Connection implements Outlet {
   }
 
   /** Returns false once the connection is closed, so the framer stops. */
+  hold(): void {
+    if (this.#holds++ === 0) this.#stream.pause()
+  }
+
+  /** True while a backed-up subscriber holds this publisher; its silence is then ours, not its. */
+  get held(): boolean {
+    return this.#holds > 0
+  }
+
+  release(): void {
+    if (this.#holds === 0 || --this.#holds > 0 || this.isClosed()) return
+    this.lastSeen = Date.now()
+    this.#stream.resume()
+    this.#drainBacklog()
+  }
+
   #onPacket(raw: Buffer): boolean {
     if (this.state === 'closed') return false
-    if (this.#busy) {
+    if (this.#busy || this.#holds > 0) {
       this.#backlog.push(raw)
       return true
     }
@@ -228,7 +246,11 @@ export class Connection implements Outlet {
 
   #resume(): void {
     this.#busy = false
-    while (!this.#busy && !this.isClosed() && this.#backlog.length > 0) {
+    this.#drainBacklog()
+  }
+
+  #drainBacklog(): void {
+    while (!this.#busy && this.#holds === 0 && !this.isClosed() && this.#backlog.length > 0) {
       this.#process(this.#backlog.shift() as Buffer)
     }
   }

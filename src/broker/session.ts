@@ -12,6 +12,18 @@ export interface Outlet {
   readonly congested: boolean
 }
 
+/**
+ * A publisher that can be slowed down: a network connection stops reading its socket while held,
+ * so TCP pushes back on the client instead of the broker dropping what it already acknowledged.
+ */
+export interface Throttle {
+  hold(): void
+  release(): void
+}
+
+/** A session above its high-water mark this long is treated as stuck and no longer slows publishers. */
+const STALL_MS = 5000
+
 /** Limits and callbacks a session gets from its broker. */
 export interface SessionLimits {
   maxInflight: number
@@ -25,6 +37,8 @@ export interface SessionEvents {
   dropped(session: Session, reason: 'queue-full' | 'congested', first: boolean): void
   /** A PUBLISH was handed to the outlet. */
   sent(session: Session): void
+  /** The session stayed above its high-water mark for STALL_MS: publishers are no longer held for it. */
+  stalled(session: Session): void
 }
 
 export type AckResult = 'ok' | 'unknown' | 'mismatch'
@@ -62,6 +76,12 @@ export class Session {
   #nextId = 1
   #outlet: Outlet | undefined
   #full = false
+  /** Publishers held until this session's queue drains below the low-water mark. */
+  readonly #held = new Set<Throttle>()
+  /** When the queue last went above the high-water mark; undefined while below it. */
+  #highSince: number | undefined
+  #stalled = false
+  readonly #highWater: number
   readonly #limits: SessionLimits
   readonly #events: SessionEvents
 
@@ -70,6 +90,8 @@ export class Session {
     this.clean = clean
     this.#limits = limits
     this.#events = events
+    // Half the cap leaves room for what held publishers already had on the wire.
+    this.#highWater = limits.maxQueuedMessages > 0 ? Math.max(1, Math.ceil(limits.maxQueuedMessages / 2)) : 1000
   }
 
   get online(): boolean {
@@ -101,29 +123,70 @@ export class Session {
 
   /** Disconnects `outlet` if it is the one attached (a takeover may have replaced it already). */
   detach(outlet: Outlet): void {
-    if (this.#outlet === outlet) this.#outlet = undefined
+    if (this.#outlet !== outlet) return
+    this.#outlet = undefined
+    // An offline session is not worth waiting for: its queue caps it instead.
+    this.#releaseHeld()
   }
 
-  /** Delivers or queues one message at the QoS already downgraded to the subscription's. */
-  deliver(message: Message, qos: QoS, retain: boolean): void {
+  /**
+   * Delivers or queues one message at the QoS already downgraded to the subscription's. Returns
+   * true when the session is connected but backed up, so the publisher should be held.
+   */
+  deliver(message: Message, qos: QoS, retain: boolean): boolean {
     const outlet = this.#outlet
     if (qos === 0) {
       if (outlet !== undefined) {
         if (outlet.congested) {
           this.#events.dropped(this, 'congested', false)
-          return
+          return false
         }
         outlet.sendPublish(message, 0, undefined, retain, false)
         this.#events.sent(this)
-        return
+        return false
       }
       // Offline: QoS 0 is not part of session state unless the operator asks for it.
-      if (!this.#limits.queueQos0Messages) return
+      if (!this.#limits.queueQos0Messages) return false
     } else if (outlet !== undefined && this.#queue.length === 0 && this.#inflight.size < this.#limits.maxInflight) {
       this.#send(outlet, { message, qos, retain })
-      return
+      return false
     }
     this.#enqueue({ message, qos, retain })
+    return outlet !== undefined && qos > 0 && this.#backedUp()
+  }
+
+  /** Holds `publisher` until this session's queue drains (see deliver()). */
+  hold(publisher: Throttle): void {
+    if (this.#held.has(publisher)) return
+    this.#held.add(publisher)
+    publisher.hold()
+  }
+
+  /**
+   * Gives up on a session that has stayed backed up for STALL_MS, so a client that stops reading
+   * cannot hold its publishers forever; the queue cap applies to it from then on. Called on each
+   * delivery and by the broker's sweep (held publishers send nothing that would call deliver).
+   */
+  checkStall(now: number): void {
+    if (this.#stalled || this.#highSince === undefined || now - this.#highSince <= STALL_MS) return
+    this.#stalled = true
+    this.#releaseHeld()
+    this.#events.stalled(this)
+  }
+
+  #backedUp(): boolean {
+    if (this.#queue.length < this.#highWater) return false
+    const now = Date.now()
+    this.#highSince ??= now
+    this.checkStall(now)
+    return !this.#stalled
+  }
+
+  #releaseHeld(): void {
+    if (this.#held.size === 0) return
+    const held = [...this.#held]
+    this.#held.clear()
+    for (const p of held) p.release()
   }
 
   /**
@@ -170,6 +233,7 @@ export class Session {
     this.#queuedBytes = 0
     this.incomingQos2.clear()
     this.subscriptions.clear()
+    this.#releaseHeld()
   }
 
   #enqueue(item: Queued): void {
@@ -204,6 +268,11 @@ export class Session {
       }
     }
     if (this.#full && this.#queue.length * 2 <= this.#limits.maxQueuedMessages) this.#full = false
+    if (this.#queue.length * 2 <= this.#highWater) {
+      this.#highSince = undefined
+      this.#stalled = false
+      this.#releaseHeld()
+    }
   }
 
   #send(outlet: Outlet, item: Queued): void {

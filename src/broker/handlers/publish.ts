@@ -46,7 +46,7 @@ export function handlePublish(conn: Connection, packet: IPublishPacket, raw: Buf
     conn.write({ cmd: 'pubrec', messageId: id })
     return
   }
-  if (accepted) broker.publish(message)
+  if (accepted) broker.publish(message, conn)
   // PUBACK after the message is routed [MQTT-4.3.2-2].
   if (qos === 1) conn.write({ cmd: 'puback', messageId: id })
 }

@@ -15,7 +15,7 @@ export function handlePubrel(conn: Connection, packet: IPubrelPacket, raw: Buffe
   const message = session.incomingQos2.get(id)
   if (message !== undefined) {
     session.incomingQos2.delete(id)
-    conn.broker.publish(message)
+    conn.broker.publish(message, conn)
   }
   conn.write({ cmd: 'pubcomp', messageId: id })
 }
