@@ -4,6 +4,7 @@ import type { OutpostConfig } from '../config/types.js'
 import { MemoryStore } from '../store/memory.js'
 import type { Store } from '../store/types.js'
 import { Connection } from './connection.js'
+import { Decoder } from './decoder.js'
 import { InternalClient, type InternalMessageHandler } from './internal-client.js'
 import { Session, type SessionEvents, type Throttle } from './session.js'
 import { BrokerStats } from './stats.js'
@@ -66,6 +67,8 @@ export class Broker {
   readonly log: Logger
   readonly store: Store
   readonly stats = new BrokerStats()
+  /** Shared by every connection (see decoder.ts). */
+  readonly decoder = new Decoder()
   readonly version: string
 
   readonly #hooks: BrokerHooks

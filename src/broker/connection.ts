@@ -1,4 +1,4 @@
-import { parser as createParser, generate, type Packet, type IPublishPacket, type Parser } from 'mqtt-packet'
+import { generate, type Packet, type IPublishPacket } from 'mqtt-packet'
 import type { Logger } from 'pino'
 import type { Broker } from './broker.js'
 import { Framer } from './framer.js'
@@ -37,9 +37,6 @@ export class Connection implements Outlet, Throttle {
 
   readonly #stream: MqttStream
   readonly #framer: Framer
-  #parser: Parser
-  #decoded: Packet | undefined
-  #decodeError: Error | undefined
   /** Packets that arrived while an async handler ran; processed in order afterwards. */
   #backlog: Buffer[] = []
   #busy = false
@@ -51,12 +48,12 @@ export class Connection implements Outlet, Throttle {
     this.broker = broker
     this.meta = meta
     this.#stream = stream
-    this.log = broker.log.child({ remote: this.remote })
+    // A child logger per client is made at CONNECT, when there is a client id to bind.
+    this.log = broker.log
     const limit = broker.config.messageSizeLimit
     // A PUBLISH body also holds the topic (up to 65,535 + 2 bytes) and a packet id; anything
     // beyond that margin cannot be a payload within the limit, so refuse it unbuffered.
     this.#framer = new Framer(limit > 0 ? Math.min(MAX_PACKET, limit + 65_545) : MAX_PACKET)
-    this.#parser = this.#newParser(4)
     stream.on('data', (chunk: Buffer) => this.#onData(chunk))
     stream.on('error', (err: Error) => this.close(`socket error: ${err.message}`, true))
     stream.on('end', () => this.close('connection closed by peer', true))
@@ -143,7 +140,7 @@ export class Connection implements Outlet, Throttle {
 
   /** Closes because of a protocol violation, logged with the rule it broke. */
   fail(err: ProtocolError): void {
-    this.log.warn({ rule: err.rule, err: err.message }, 'protocol error, closing connection')
+    this.log.warn({ ...this.#where(), rule: err.rule, err: err.message }, 'protocol error, closing connection')
     this.close(`protocol error: ${err.message}`, true)
   }
 
@@ -152,15 +149,9 @@ export class Connection implements Outlet, Throttle {
     this.version = version
   }
 
-  #newParser(protocolVersion: ProtocolVersion): Parser {
-    const p = createParser({ protocolVersion })
-    p.on('packet', (packet: Packet) => {
-      this.#decoded = packet
-    })
-    p.on('error', (err: Error) => {
-      this.#decodeError = err
-    })
-    return p
+  /** Before CONNECT the logger has no client bindings yet; name the peer explicitly. */
+  #where(): { remote?: string } {
+    return this.clientId === '' ? { remote: this.remote } : {}
   }
 
   #onData(chunk: Buffer): void {
@@ -170,7 +161,7 @@ export class Connection implements Outlet, Throttle {
     const result = this.#framer.push(chunk, (raw) => this.#onPacket(raw))
     if (!result.ok) {
       if (result.error === 'too-large') {
-        this.log.warn({ size: result.size, limit: this.broker.config.messageSizeLimit }, 'packet exceeds message_size_limit, closing connection')
+        this.log.warn({ ...this.#where(), size: result.size, limit: this.broker.config.messageSizeLimit }, 'packet exceeds message_size_limit, closing connection')
         this.close('packet too large', true)
       } else {
         this.fail(new ProtocolError('malformed remaining length', 0x81, 'MQTT-1.5.5'))
@@ -214,15 +205,15 @@ export class Connection implements Outlet, Throttle {
       const pre = checkConnectPreamble(this, raw)
       if (pre === undefined) return
       bytes = pre
+    } else if (((raw[0] as number) >> 4) === 1) {
+      // A second CONNECT [MQTT-3.1.0-2]; refused before decoding, which would re-version the
+      // shared parser.
+      this.fail(new ProtocolError('second CONNECT on one connection', 0x82, 'MQTT-3.1.0-2'))
+      return
     }
-    this.#decoded = undefined
-    this.#decodeError = undefined
-    this.#parser.parse(bytes)
-    const packet = this.#decoded as Packet | undefined
-    const decodeError = this.#decodeError as Error | undefined
-    if (decodeError !== undefined || packet === undefined) {
-      const message = decodeError?.message ?? 'incomplete packet'
-      this.fail(new ProtocolError(`malformed packet: ${message}`, 0x81))
+    const { packet, error } = this.broker.decoder.decode(bytes, this.version)
+    if (packet === undefined) {
+      this.fail(new ProtocolError(`malformed packet: ${error.message}`, 0x81))
       return
     }
     let pending: void | Promise<void>
@@ -261,7 +252,7 @@ export class Connection implements Outlet, Throttle {
       return
     }
     // A bug of ours must not take the process down: log it and drop only this client.
-    this.log.error({ err }, 'internal error handling packet, closing connection')
+    this.log.error({ ...this.#where(), err }, 'internal error handling packet, closing connection')
     this.close('internal error', true)
   }
 }

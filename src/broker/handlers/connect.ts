@@ -28,7 +28,7 @@ export async function handleConnect(conn: Connection, packet: IConnectPacket, ra
   }
   validate(conn, packet, raw)
   conn.clientId = clientId
-  conn.log = conn.log.child({ clientId })
+  conn.log = conn.log.child({ clientId, remote: conn.remote })
 
   const keepalive = packet.keepalive ?? 0
   const maxKeepalive = broker.config.maxKeepalive
