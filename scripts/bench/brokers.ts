@@ -123,7 +123,8 @@ async function prepare(name: BrokerName, port: number, dir: string, paths: Broke
       if (!existsSync(paths.outpostCli)) throw new BrokerStartError(`${paths.outpostCli} does not exist`);
       return {
         command: process.execPath,
-        args: [paths.outpostCli, '--port', String(port), '--bind', HOST, '--data-dir', dir, '--log-level', 'warn'],
+        // The same V8 flag as the `outpost` bin's shebang and `npm start`: measure what ships.
+        args: ['--max-semi-space-size=2', paths.outpostCli, '--port', String(port), '--bind', HOST, '--data-dir', dir, '--log-level', 'warn'],
         stdio: ['ignore', 'pipe', 'pipe'],
       };
   }
