@@ -1,4 +1,4 @@
-import { generate, type Packet, type IPublishPacket } from 'mqtt-packet'
+import { generate, writeToStream, type Packet, type IPublishPacket } from 'mqtt-packet'
 import type { Logger } from 'pino'
 import type { Broker } from './broker.js'
 import { Framer } from './framer.js'
@@ -13,6 +13,10 @@ const CONGESTION_BYTES = 512 * 1024
 
 /** How long a closing stream may take to flush its last packet before it is destroyed. */
 const CLOSE_FLUSH_MS = 1000
+
+// mqtt-packet otherwise builds a table of 65,536 two-byte Buffers (about 6 MB of heap) on its
+// first encode; packet ids and lengths are cheap to write without it.
+writeToStream.cacheNumbers = false
 
 /** Protocol limit on a packet: 1 byte header, 4 bytes remaining length, 268,435,455 bytes body. */
 const MAX_PACKET = 268_435_455 + 5
