@@ -144,7 +144,7 @@ export class Connection implements Outlet, Throttle {
 
   /** Closes because of a protocol violation, logged with the rule it broke. */
   fail(err: ProtocolError): void {
-    this.log.warn({ ...this.#where(), rule: err.rule, err: err.message }, 'protocol error, closing connection')
+    this.log.warn({ ...this.logContext(), rule: err.rule, err: err.message }, 'protocol error, closing connection')
     this.close(`protocol error: ${err.message}`, true)
   }
 
@@ -153,8 +153,8 @@ export class Connection implements Outlet, Throttle {
     this.version = version
   }
 
-  /** Before CONNECT the logger has no client bindings yet; name the peer explicitly. */
-  #where(): { remote?: string } {
+  /** Fields a log line needs besides the logger's bindings: before CONNECT there are none yet, so name the peer. */
+  logContext(): { remote?: string } {
     return this.clientId === '' ? { remote: this.remote } : {}
   }
 
@@ -165,7 +165,7 @@ export class Connection implements Outlet, Throttle {
     const result = this.#framer.push(chunk, (raw) => this.#onPacket(raw))
     if (!result.ok) {
       if (result.error === 'too-large') {
-        this.log.warn({ ...this.#where(), size: result.size, limit: this.broker.config.messageSizeLimit }, 'packet exceeds message_size_limit, closing connection')
+        this.log.warn({ ...this.logContext(), size: result.size, limit: this.broker.config.messageSizeLimit }, 'packet exceeds message_size_limit, closing connection')
         this.close('packet too large', true)
       } else {
         this.fail(new ProtocolError('malformed remaining length', 0x81, 'MQTT-1.5.5'))
@@ -173,7 +173,6 @@ export class Connection implements Outlet, Throttle {
     }
   }
 
-  /** Returns false once the connection is closed, so the framer stops. */
   hold(): void {
     if (this.#holds++ === 0) this.#stream.pause()
   }
@@ -190,6 +189,7 @@ export class Connection implements Outlet, Throttle {
     this.#drainBacklog()
   }
 
+  /** Returns false once the connection is closed, so the framer stops. */
   #onPacket(raw: Buffer): boolean {
     if (this.state === 'closed') return false
     if (this.#busy || this.#holds > 0) {
@@ -256,7 +256,7 @@ export class Connection implements Outlet, Throttle {
       return
     }
     // A bug of ours must not take the process down: log it and drop only this client.
-    this.log.error({ ...this.#where(), err }, 'internal error handling packet, closing connection')
+    this.log.error({ ...this.logContext(), err }, 'internal error handling packet, closing connection')
     this.close('internal error', true)
   }
 }

@@ -58,7 +58,7 @@ function refuseVersion(conn: Connection, answerAs: ProtocolVersion, level: numbe
   } else {
     conn.write({ cmd: 'connack', sessionPresent: false, returnCode: 0x01 })
   }
-  conn.log.info({ remote: conn.remote, level }, 'refused CONNECT with unsupported protocol level')
+  conn.log.info({ ...conn.logContext(), level }, 'refused CONNECT with unsupported protocol level')
   conn.close(`unsupported protocol level ${level}`, false)
   return undefined
 }

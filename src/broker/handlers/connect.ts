@@ -98,6 +98,6 @@ function willOf(packet: IConnectPacket, clientId: string): Message | undefined {
 /** CONNACK with a refusal code, then close without a will [MQTT-3.2.2-5]. */
 function refuse(conn: Connection, returnCode: number, reason: string): void {
   conn.write({ cmd: 'connack', returnCode, sessionPresent: false })
-  conn.log.info({ protocolVersion: conn.version, returnCode, reason }, 'connection refused')
+  conn.log.info({ ...conn.logContext(), protocolVersion: conn.version, returnCode, reason }, 'connection refused')
   conn.close(`refused: ${reason}`, false)
 }

@@ -38,11 +38,9 @@ export function dispatch(conn: Connection, packet: Packet, raw: Buffer): void | 
       return handlePingreq(conn, packet, raw)
     case 'disconnect':
       return handleDisconnect(conn, packet, raw)
-    case 'connect':
-      // A second CONNECT is a protocol violation [MQTT-3.1.0-2].
-      throw new ProtocolError('second CONNECT on one connection', 0x82, 'MQTT-3.1.0-2')
     default:
-      // CONNACK, SUBACK, UNSUBACK, PINGRESP only flow server to client; AUTH is v5 only.
+      // CONNACK, SUBACK, UNSUBACK, PINGRESP only flow server to client; AUTH is v5 only. A second
+      // CONNECT never gets here: Connection refuses it before decoding [MQTT-3.1.0-2].
       throw new ProtocolError(`${packet.cmd} is not allowed from a client`, 0x82, 'MQTT-2.2.1')
   }
 }
