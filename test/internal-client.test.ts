@@ -15,8 +15,7 @@ test('internal clients publish and subscribe through the same core as network cl
 
   const net = client()
   await net.connect({ clientId: 'app' })
-  net.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'sensors/#', qos: 1 }] })
-  await net.next()
+  await net.subscribe('sensors/#', 1)
 
   bridge.publish('sensors/t1', '21.5', { qos: 1 })
   const p = (await net.next()) as IPublishPacket

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import type { IPublishPacket, Packet } from 'mqtt-packet'
 import { pino } from 'pino'
 import { Writable } from 'node:stream'
 import { Broker } from '../src/broker/broker.js'
@@ -9,21 +8,14 @@ import { duplexPair } from './helpers/duplex-pair.js'
 import { memoryBroker } from './helpers/broker.js'
 import { RawClient } from './helpers/raw-client.js'
 
-function asPublish(p: Packet): IPublishPacket {
-  assert.equal(p.cmd, 'publish')
-  return p as IPublishPacket
-}
-
 for (const transport of ['memory', 'tcp'] as const) {
   describe(`over ${transport} streams`, () => {
     test('persistent session: subscriptions and QoS 1/2 messages kept while offline, Session Present 1 [MQTT-3.2.2-2]', async (t) => {
       const { client } = await memoryBroker(t, {}, undefined, transport)
       const a = client()
       assert.equal((await a.connect({ clientId: 'dev', clean: false })).sessionPresent, false)
-      a.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'cmd/#', qos: 2 }] })
-      await a.next()
-      a.sendHex('e000')
-      await a.closed()
+      await a.subscribe('cmd/#', 2)
+      await a.disconnect()
 
       const pub = client()
       await pub.connect({ clientId: 'pub' })
@@ -37,7 +29,7 @@ for (const transport of ['memory', 'tcp'] as const) {
 
       const b = client()
       assert.equal((await b.connect({ clientId: 'dev', clean: false })).sessionPresent, true)
-      const got = [asPublish(await b.next()), asPublish(await b.next())]
+      const got = [(await b.nextPublish()), (await b.nextPublish())]
       assert.deepEqual(got.map((p) => [p.topic, p.qos]), [['cmd/1', 1], ['cmd/2', 2]])
       assert.equal(await b.quiet(100), true, 'QoS 0 is not queued for offline clients by default')
     })
@@ -46,10 +38,8 @@ for (const transport of ['memory', 'tcp'] as const) {
       const { client } = await memoryBroker(t, { queueQos0Messages: true }, undefined, transport)
       const a = client()
       await a.connect({ clientId: 'dev', clean: false })
-      a.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'x', qos: 0 }] })
-      await a.next()
-      a.sendHex('e000')
-      await a.closed()
+      await a.subscribe('x', 0)
+      await a.disconnect()
       const pub = client()
       await pub.connect({ clientId: 'pub' })
       pub.send({ cmd: 'publish', topic: 'x', payload: Buffer.from('kept'), qos: 0, retain: false, dup: false })
@@ -57,15 +47,14 @@ for (const transport of ['memory', 'tcp'] as const) {
       await pub.next()
       const b = client()
       await b.connect({ clientId: 'dev', clean: false })
-      assert.equal(asPublish(await b.next()).payload.toString(), 'kept')
+      assert.equal((await b.nextPublish()).payload.toString(), 'kept')
     })
 
     test('unacknowledged messages are resent with DUP on reconnect, PUBREL for those past PUBREC [MQTT-4.4.0-1]', async (t) => {
       const { client } = await memoryBroker(t, {}, undefined, transport)
       const a = client()
       await a.connect({ clientId: 'dev', clean: false })
-      a.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'd/#', qos: 2 }] })
-      await a.next()
+      await a.subscribe('d/#', 2)
       const pub = client()
       await pub.connect({ clientId: 'pub' })
       pub.send({ cmd: 'publish', topic: 'd/1', payload: Buffer.from('one'), qos: 1, messageId: 1, retain: false, dup: false })
@@ -74,8 +63,8 @@ for (const transport of ['memory', 'tcp'] as const) {
       await pub.next()
       pub.send({ cmd: 'pubrel', messageId: 2 })
       await pub.next()
-      const p1 = asPublish(await a.next())
-      const p2 = asPublish(await a.next())
+      const p1 = (await a.nextPublish())
+      const p2 = (await a.nextPublish())
       a.send({ cmd: 'pubrec', messageId: p2.messageId as number })
       assert.equal((await a.next()).cmd, 'pubrel')
       a.end() // no PUBACK for p1, no PUBCOMP for p2
@@ -83,7 +72,7 @@ for (const transport of ['memory', 'tcp'] as const) {
 
       const b = client()
       assert.equal((await b.connect({ clientId: 'dev', clean: false })).sessionPresent, true)
-      const again = asPublish(await b.next())
+      const again = (await b.nextPublish())
       assert.equal(again.messageId, p1.messageId)
       assert.equal(again.dup, true)
       assert.equal(again.payload.toString(), 'one')
@@ -95,16 +84,13 @@ for (const transport of ['memory', 'tcp'] as const) {
       const { client, broker } = await memoryBroker(t, {}, undefined, transport)
       const a = client()
       await a.connect({ clientId: 'dev', clean: false })
-      a.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'x', qos: 1 }] })
-      await a.next()
-      a.sendHex('e000')
-      await a.closed()
+      await a.subscribe('x', 1)
+      await a.disconnect()
       assert.equal(broker.disconnectedCount, 1)
       const b = client()
       assert.equal((await b.connect({ clientId: 'dev', clean: true })).sessionPresent, false)
       assert.equal(broker.subscriptionCount, 0)
-      b.sendHex('e000')
-      await b.closed()
+      await b.disconnect()
       assert.equal(broker.sessionCount, 0)
     })
 
@@ -112,18 +98,17 @@ for (const transport of ['memory', 'tcp'] as const) {
       const { client } = await memoryBroker(t, { maxInflight: 2 }, undefined, transport)
       const sub = client()
       await sub.connect({ clientId: 'slow' })
-      sub.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'w', qos: 1 }] })
-      await sub.next()
+      await sub.subscribe('w', 1)
       const pub = client()
       await pub.connect({ clientId: 'pub' })
       for (let i = 0; i < 5; i++) pub.send({ cmd: 'publish', topic: 'w', payload: Buffer.from(String(i)), qos: 1, messageId: i + 1, retain: false, dup: false })
       for (let i = 0; i < 5; i++) await pub.next()
-      const first = [asPublish(await sub.next()), asPublish(await sub.next())]
+      const first = [(await sub.nextPublish()), (await sub.nextPublish())]
       assert.equal(await sub.quiet(100), true, 'window of 2 is full')
       sub.send({ cmd: 'puback', messageId: first[0]?.messageId as number })
-      assert.equal(asPublish(await sub.next()).payload.toString(), '2')
+      assert.equal((await sub.nextPublish()).payload.toString(), '2')
       sub.send({ cmd: 'puback', messageId: first[1]?.messageId as number })
-      assert.equal(asPublish(await sub.next()).payload.toString(), '3')
+      assert.equal((await sub.nextPublish()).payload.toString(), '3')
     })
 
     test('max_queued_messages: excess dropped and counted, one "queue full" log line per episode', async (t) => {
@@ -146,10 +131,8 @@ for (const transport of ['memory', 'tcp'] as const) {
       }
       const dev = connect()
       await dev.connect({ clientId: 'dev', clean: false })
-      dev.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'q', qos: 1 }] })
-      await dev.next()
-      dev.sendHex('e000')
-      await dev.closed()
+      await dev.subscribe('q', 1)
+      await dev.disconnect()
       const pub = connect()
       await pub.connect({ clientId: 'pub' })
       for (let i = 0; i < 10; i++) pub.send({ cmd: 'publish', topic: 'q', payload: Buffer.from(String(i)), qos: 1, messageId: i + 1, retain: false, dup: false })
@@ -160,7 +143,7 @@ for (const transport of ['memory', 'tcp'] as const) {
       await back.connect({ clientId: 'dev', clean: false })
       const got: string[] = []
       for (let i = 0; i < 3; i++) {
-        const p = asPublish(await back.next())
+        const p = (await back.nextPublish())
         got.push(p.payload.toString())
         back.send({ cmd: 'puback', messageId: p.messageId as number })
       }
@@ -172,10 +155,8 @@ for (const transport of ['memory', 'tcp'] as const) {
       const { client, broker } = await memoryBroker(t, { maxQueuedMessages: 0, maxQueuedBytes: 25 }, undefined, transport)
       const dev = client()
       await dev.connect({ clientId: 'dev', clean: false })
-      dev.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'q', qos: 1 }] })
-      await dev.next()
-      dev.sendHex('e000')
-      await dev.closed()
+      await dev.subscribe('q', 1)
+      await dev.disconnect()
       const pub = client()
       await pub.connect({ clientId: 'pub' })
       for (let i = 0; i < 5; i++) pub.send({ cmd: 'publish', topic: 'q', payload: Buffer.alloc(10), qos: 1, messageId: i + 1, retain: false, dup: false })
@@ -187,10 +168,8 @@ for (const transport of ['memory', 'tcp'] as const) {
       const { client, broker } = await memoryBroker(t, { persistentClientExpiration: 1 }, undefined, transport)
       const a = client()
       await a.connect({ clientId: 'dev', clean: false })
-      a.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'x', qos: 1 }] })
-      await a.next()
-      a.sendHex('e000')
-      await a.closed()
+      await a.subscribe('x', 1)
+      await a.disconnect()
       assert.equal(broker.sessionCount, 1)
       await new Promise((r) => setTimeout(r, 1700))
       assert.equal(broker.sessionCount, 0)
@@ -217,8 +196,7 @@ for (const transport of ['memory', 'tcp'] as const) {
       broker.handle(theirs)
       const c = new RawClient(ours)
       await c.connect({ clientId: 'slow' })
-      c.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'flood', qos: 0 }] })
-      await c.next()
+      await c.subscribe('flood', 0)
       ours.pause() // stops reading: the broker's writes pile up in its stream buffer
       const before = broker.stats.publishDropped
       const internal = broker.createInternalClient('flooder')
@@ -235,15 +213,14 @@ test('a connected subscriber that falls behind slows the publisher instead of lo
   const { client, broker } = await memoryBroker(t, { maxInflight: 2, maxQueuedMessages: 10 }, undefined, 'tcp')
   const sub = client()
   await sub.connect({ clientId: 'slow' })
-  sub.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'bp', qos: 1 }] })
-  await sub.next()
+  await sub.subscribe('bp', 1)
   const pub = client()
   await pub.connect({ clientId: 'fast' })
   const total = 200
   for (let i = 0; i < total; i++) pub.send({ cmd: 'publish', topic: 'bp', payload: Buffer.from(String(i)), qos: 1, messageId: i + 1, retain: false, dup: false })
   const got: string[] = []
   while (got.length < total) {
-    const p = asPublish(await sub.next(3000))
+    const p = (await sub.nextPublish(3000))
     got.push(p.payload.toString())
     // A slow consumer: ack after a pause now and then.
     if (got.length % 50 === 0) await new Promise((r) => setTimeout(r, 50))
@@ -258,8 +235,7 @@ test('a subscriber that stops acking is given up on after 5 s: the publisher flo
   const { client, broker } = await memoryBroker(t, { maxInflight: 1, maxQueuedMessages: 4 }, undefined, 'tcp')
   const sub = client()
   await sub.connect({ clientId: 'stuck' })
-  sub.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'st', qos: 1 }] })
-  await sub.next()
+  await sub.subscribe('st', 1)
   const pub = client()
   await pub.connect({ clientId: 'pub', keepalive: 2 })
   for (let i = 0; i < 20; i++) pub.send({ cmd: 'publish', topic: 'st', payload: Buffer.from(String(i)), qos: 1, messageId: i + 1, retain: false, dup: false })

@@ -7,8 +7,7 @@ test('$SYS/broker topics with Mosquitto names, retained, refreshed every sys_int
   const { client } = await memoryBroker(t, { sysInterval: 1 })
   const c = client()
   await c.connect({ clientId: 'sys' })
-  c.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$SYS/broker/#', qos: 0 }] })
-  assert.equal((await c.next()).cmd, 'suback')
+  await c.subscribe('$SYS/broker/#', 0)
   const values = new Map<string, string>()
   // The retained values arrive at once; the next round (1 s later) counts this subscriber.
   const deadline = Date.now() + 1600
@@ -36,7 +35,6 @@ test('$SYS is not matched by a # subscription [MQTT-4.7.2-1]', async (t) => {
   const { client } = await memoryBroker(t, { sysInterval: 1 })
   const c = client()
   await c.connect({ clientId: 'all' })
-  c.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '#', qos: 0 }] })
-  await c.next()
+  await c.subscribe('#', 0)
   assert.equal(await c.quiet(1200), true)
 })

@@ -1,6 +1,6 @@
 import { connect as netConnect } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { generate, parser as createParser, type IConnackPacket, type IConnectPacket, type Packet } from 'mqtt-packet'
+import { generate, parser as createParser, type IConnackPacket, type IConnectPacket, type IPublishPacket, type Packet } from 'mqtt-packet'
 
 /**
  * A byte-level MQTT client for protocol tests: it sends exactly what the test says (including
@@ -96,6 +96,27 @@ export class RawClient {
     const p = await this.next()
     if (p.cmd !== 'connack') throw new Error(`expected CONNACK, got ${p.cmd}`)
     return p
+  }
+
+  /** SUBSCRIBE to one filter and return the granted code from the SUBACK. */
+  async subscribe(filter: string, qos: 0 | 1 | 2, messageId = 1): Promise<number> {
+    this.send({ cmd: 'subscribe', messageId, subscriptions: [{ topic: filter, qos }] })
+    const ack = await this.next()
+    if (ack.cmd !== 'suback') throw new Error(`expected SUBACK, got ${ack.cmd}`)
+    return ack.granted[0] as number
+  }
+
+  /** The next packet, which must be a PUBLISH. */
+  async nextPublish(ms?: number): Promise<IPublishPacket> {
+    const p = await this.next(ms)
+    if (p.cmd !== 'publish') throw new Error(`expected PUBLISH, got ${p.cmd}`)
+    return p
+  }
+
+  /** DISCONNECT, then wait for the broker to close the connection. */
+  async disconnect(): Promise<void> {
+    this.sendHex('e000')
+    await this.closed()
   }
 
   end(): void {
