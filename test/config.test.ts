@@ -65,6 +65,16 @@ max_keepalive: 0
 sys_interval: 0
 retain_available: false
 persistent_client_expiration: 86400
+receive_maximum: 100
+topic_alias_maximum: 0
+max_packet_size: 1000000
+max_qos: 1
+wildcard_subscriptions: false
+subscription_identifiers: false
+shared_subscriptions: false
+shared_subscription_strategy: hash_topic
+response_information: replies/
+reason_strings: false
 `
     const expected: OutpostConfig = {
       listeners: [
@@ -84,6 +94,16 @@ persistent_client_expiration: 86400
       sysInterval: 0,
       retainAvailable: false,
       persistentClientExpiration: 86400,
+      receiveMaximum: 100,
+      topicAliasMaximum: 0,
+      maxPacketSize: 1000000,
+      maxQos: 1,
+      wildcardSubscriptions: false,
+      subscriptionIdentifiers: false,
+      sharedSubscriptions: false,
+      sharedSubscriptionStrategy: 'hash_topic',
+      responseInformation: 'replies/',
+      reasonStrings: false,
     }
     assert.deepEqual(parseConfigText(text, FILE), expected)
   })

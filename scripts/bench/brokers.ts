@@ -18,6 +18,16 @@ export const BROKER_LABELS: Readonly<Record<BrokerName, string>> = {
   aedes: 'Aedes',
 };
 
+/**
+ * Brokers to run MQTT 5 rows against. Aedes 1.x speaks 3.1.1 only, so its row says so instead
+ * of failing; Outpost is in so that its row fails loudly for as long as it refuses MQTT 5.
+ */
+export const SPEAKS_MQTT5: Readonly<Record<BrokerName, boolean>> = {
+  outpost: true,
+  mosquitto: true,
+  aedes: false,
+};
+
 export function isBrokerName(value: string): value is BrokerName {
   return (BROKER_NAMES as readonly string[]).includes(value);
 }

@@ -1,3 +1,5 @@
+import type { ProtocolVersion } from './wire.js';
+
 /**
  * Messages between the bench orchestrator and a load-generator child (`load.ts`) over the
  * Node IPC channel. Both directions arrive as `unknown` and are narrowed here.
@@ -7,11 +9,13 @@
 export interface ThroughputJob {
   readonly kind: 'throughput';
   readonly port: number;
+  /** Protocol level every client of the run connects with. */
+  readonly protocol: ProtocolVersion;
   readonly qos: 0 | 1;
   readonly publishers: number;
   readonly subscribers: number;
   readonly payloadBytes: number;
-  /** Unacknowledged QoS 1 PUBLISHes each publisher keeps outstanding. */
+  /** Unacknowledged QoS 1 PUBLISHes each publisher keeps outstanding (MQTT 5: at most the Receive Maximum). */
   readonly window: number;
   readonly warmupMs: number;
   readonly measureMs: number;
@@ -51,6 +55,13 @@ export interface ThroughputResult {
   readonly unexpectedCloses: number;
   /** PUBLISHes whose payload was not one we sent, or PUBACKs for unknown ids. */
   readonly anomalies: number;
+  /** MQTT 5 PUBACKs to publishers with a failure reason code (>= 0x80); not counted as published. */
+  readonly refusedAcks: number;
+  /**
+   * Lowest Receive Maximum the broker's CONNACKs gave the publishers (65535 when absent or 3.1.1);
+   * QoS 1 publishers keep no more than this in flight.
+   */
+  readonly receiveMaximum: number;
   /** PUBLISHes received over the whole run, warmup included; the base for the two below. */
   readonly receivedTotal: number;
   /** PUBLISHes that arrived twice or behind a later one from the same publisher (whole run). */
@@ -89,6 +100,7 @@ function isThroughputJob(v: unknown): v is ThroughputJob {
     isRecord(v) &&
     v['kind'] === 'throughput' &&
     isFiniteNumber(v['port']) &&
+    (v['protocol'] === 4 || v['protocol'] === 5) &&
     (v['qos'] === 0 || v['qos'] === 1) &&
     isFiniteNumber(v['publishers']) &&
     isFiniteNumber(v['subscribers']) &&
@@ -131,6 +143,8 @@ function isThroughputResult(v: unknown): v is ThroughputResult {
     isFiniteNumber(v['measuredMs']) &&
     isFiniteNumber(v['unexpectedCloses']) &&
     isFiniteNumber(v['anomalies']) &&
+    isFiniteNumber(v['refusedAcks']) &&
+    isFiniteNumber(v['receiveMaximum']) &&
     isFiniteNumber(v['receivedTotal']) &&
     isFiniteNumber(v['outOfOrder']) &&
     isFiniteNumber(v['missing'])

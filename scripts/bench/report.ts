@@ -1,16 +1,24 @@
 import type { BrokerName } from './brokers.js';
 import type { ThroughputResult } from './load-protocol.js';
+import type { ProtocolVersion } from './wire.js';
 
 /** Result records and their rendering as markdown tables. */
 
-export type RunId = 'qos0-fan-in' | 'qos1-fan-in' | 'qos0-fan-out' | 'qos1-fan-out';
+export type RunId = 'qos0-fan-in' | 'qos1-fan-in' | 'qos1-fan-in-v5' | 'qos0-fan-out' | 'qos1-fan-out';
 
 export interface RunSpec {
   readonly id: RunId;
   readonly label: string;
+  /** Protocol level of every client in the run. */
+  readonly protocol: ProtocolVersion;
   readonly qos: 0 | 1;
   readonly publishers: number;
   readonly subscribers: number;
+  /**
+   * The same load at another protocol level. Each broker's rate in this run is shown as a share
+   * of its rate in `run`; `goal` is the lowest share that meets the target.
+   */
+  readonly compareTo?: { readonly run: RunId; readonly goal: number };
 }
 
 export type RunOutcome =
@@ -24,7 +32,9 @@ export type RunOutcome =
       /** Delivered msg/s of every attempt when the run was repeated; the result is their median. */
       readonly attemptsPerSec: readonly number[];
     }
-  | { readonly status: 'failed'; readonly reason: string };
+  | { readonly status: 'failed'; readonly reason: string }
+  /** Not run because the broker lacks what the run needs (MQTT 5). */
+  | { readonly status: 'unsupported'; readonly reason: string };
 
 export interface IdleOutcome {
   readonly clients: number;
@@ -79,20 +89,101 @@ export function formatMb(kb: number): string {
   return (kb / 1024).toFixed(1);
 }
 
-function throughputCell(report: BrokerReport, id: RunId): string {
+function throughputCell(report: BrokerReport, run: RunSpec, comparisons: readonly ProtocolComparison[]): string {
   if (report.status === 'failed to start') return 'failed to start';
-  const outcome = report.runs[id];
+  const outcome = report.runs[run.id];
   if (outcome === undefined) return '—';
-  return outcome.status === 'ok' ? formatRate(outcome.result.deliveredPerSec) : 'failed';
+  if (outcome.status === 'unsupported') return `n/a (${outcome.reason})`;
+  if (outcome.status === 'failed') return 'failed';
+  const rate = formatRate(outcome.result.deliveredPerSec);
+  const comparison = comparisons.find((c) => c.broker === report.name && c.run === run.id);
+  if (comparison === undefined || comparison.ratio === null) return rate;
+  return `${rate} (${comparison.ratio.toFixed(2)}× ${comparison.baselineProtocol})`;
+}
+
+function deliveredPerSec(report: BrokerReport | undefined, id: RunId): number | undefined {
+  const outcome = report?.runs[id];
+  return outcome?.status === 'ok' ? outcome.result.deliveredPerSec : undefined;
+}
+
+/** One broker's rate in a run with `compareTo` against its rate in the baseline run. */
+export interface ProtocolComparison {
+  readonly broker: BrokerName;
+  readonly run: RunId;
+  readonly baseline: RunId;
+  /** "v3.1.1": what the table cell says the ratio is against. */
+  readonly baselineProtocol: string;
+  readonly perSec: number | null;
+  readonly baselinePerSec: number | null;
+  /** perSec / baselinePerSec; null when either run did not complete. */
+  readonly ratio: number | null;
+  /** Why `ratio` is null: "n/a (no MQTT 5)", "failed (see notes)", "no qos1-fan-in rate". */
+  readonly missing: string | null;
+  readonly goal: number;
+  readonly meetsGoal: boolean | null;
+}
+
+function whyMissing(report: BrokerReport, run: RunId, baseline: RunId): string | null {
+  const outcome = report.runs[run];
+  if (report.status === 'failed to start') return 'failed to start';
+  if (outcome?.status === 'unsupported') return `n/a (${outcome.reason})`;
+  if (outcome?.status === 'failed') return 'failed (see notes)';
+  if (outcome === undefined) return 'not run';
+  const base = report.runs[baseline];
+  return base?.status === 'ok' && base.result.deliveredPerSec > 0 ? null : `no ${baseline} rate`;
+}
+
+const PROTOCOL_NAMES: Readonly<Record<ProtocolVersion, string>> = { 4: 'v3.1.1', 5: 'v5' };
+
+function comparisonFor(report: BrokerReport, run: RunSpec, runs: readonly RunSpec[]): ProtocolComparison | undefined {
+  if (run.compareTo === undefined) return undefined;
+  const { run: baseline, goal } = run.compareTo;
+  const baselineSpec = runs.find((r) => r.id === baseline);
+  const perSec = deliveredPerSec(report, run.id) ?? null;
+  const baselinePerSec = deliveredPerSec(report, baseline) ?? null;
+  const missing = whyMissing(report, run.id, baseline);
+  const ratio = missing === null && perSec !== null && baselinePerSec !== null ? perSec / baselinePerSec : null;
+  return {
+    broker: report.name,
+    run: run.id,
+    baseline,
+    baselineProtocol: baselineSpec === undefined ? baseline : PROTOCOL_NAMES[baselineSpec.protocol],
+    perSec,
+    baselinePerSec,
+    ratio,
+    missing,
+    goal,
+    meetsGoal: ratio === null ? null : ratio >= goal,
+  };
+}
+
+/** Every broker × every run that has a baseline, including the ones that could not be compared. */
+export function protocolComparisons(reports: readonly BrokerReport[], runs: readonly RunSpec[]): ProtocolComparison[] {
+  return runs.flatMap((run) => reports.flatMap((r) => comparisonFor(r, run, runs) ?? []));
+}
+
+/** One line per compared run: each broker's share and whether it meets the goal. */
+export function comparisonLines(
+  comparisons: readonly ProtocolComparison[],
+  reports: readonly BrokerReport[],
+  runs: readonly RunSpec[],
+): string[] {
+  return runs.flatMap((run) => {
+    const mine = comparisons.filter((c) => c.run === run.id);
+    const first = mine[0];
+    if (first === undefined) return [];
+    const cells = mine.map((c) => {
+      const label = reports.find((r) => r.name === c.broker)?.label ?? c.broker;
+      if (c.ratio === null) return `${label} ${c.missing ?? '—'}`;
+      return `${label} ${c.ratio.toFixed(2)}× (${c.meetsGoal === true ? 'meets' : 'misses'} it)`;
+    });
+    return [`${run.label} ÷ its ${first.baselineProtocol} row (goal ≥ ${first.goal.toFixed(2)}×): ${cells.join(', ')}`];
+  });
 }
 
 function ratioCell(reports: readonly BrokerReport[], id: RunId): string {
-  const rate = (name: BrokerName): number | undefined => {
-    const outcome = reports.find((r) => r.name === name)?.runs[id];
-    return outcome?.status === 'ok' ? outcome.result.deliveredPerSec : undefined;
-  };
-  const outpost = rate('outpost');
-  const mosquitto = rate('mosquitto');
+  const outpost = deliveredPerSec(reports.find((r) => r.name === 'outpost'), id);
+  const mosquitto = deliveredPerSec(reports.find((r) => r.name === 'mosquitto'), id);
   if (outpost === undefined || mosquitto === undefined || mosquitto === 0) return '—';
   return `${(outpost / mosquitto).toFixed(2)}×`;
 }
@@ -114,22 +205,25 @@ export function resultsTable(
 ): Table {
   const withRatio = reports.some((r) => r.name === 'outpost') && reports.some((r) => r.name === 'mosquitto');
   const header = ['Measurement', ...reports.map((r) => r.label), ...(withRatio ? ['Outpost / Mosquitto'] : [])];
+  const comparisons = protocolComparisons(reports, runs);
   const rows: string[][] = [];
   for (const run of runs) {
     rows.push([
       `${run.label} (msg/s delivered)`,
-      ...reports.map((r) => throughputCell(r, run.id)),
+      ...reports.map((r) => throughputCell(r, run, comparisons)),
       ...(withRatio ? [ratioCell(reports, run.id)] : []),
     ]);
   }
   const noRatio = withRatio ? ['—'] : [];
-  rows.push([
-    'Peak RSS during throughput runs (MB)',
-    ...reports.map((r) =>
-      r.status === 'failed to start' ? 'failed to start' : r.peakRssKb === undefined ? '—' : formatMb(r.peakRssKb),
-    ),
-    ...noRatio,
-  ]);
+  if (runs.length > 0) {
+    rows.push([
+      'Peak RSS during throughput runs (MB)',
+      ...reports.map((r) =>
+        r.status === 'failed to start' ? 'failed to start' : r.peakRssKb === undefined ? '—' : formatMb(r.peakRssKb),
+      ),
+      ...noRatio,
+    ]);
+  }
   for (const clients of idleClients) {
     rows.push([
       `Idle RSS, ${clients.toLocaleString('en-US')} clients (MB)`,
@@ -165,13 +259,14 @@ export function detailTable(reports: readonly BrokerReport[], runs: readonly Run
 }
 
 /** Facts a reader needs to trust (or distrust) a number, one line each. */
-export function notes(reports: readonly BrokerReport[], runs: readonly RunSpec[]): string[] {
+export function notes(reports: readonly BrokerReport[], runs: readonly RunSpec[], window: number): string[] {
   const out: string[] = [];
   for (const r of reports) {
     if (r.startError !== undefined) out.push(`${r.label} failed to start: ${r.startError}`);
     for (const run of runs) {
       const outcome = r.runs[run.id];
-      if (outcome === undefined) continue;
+      // 'unsupported' says all there is to say in its cell.
+      if (outcome === undefined || outcome.status === 'unsupported') continue;
       if (outcome.status === 'failed') {
         out.push(`${r.label}, ${run.label}: failed: ${outcome.reason}`);
         continue;
@@ -222,6 +317,18 @@ export function notes(reports: readonly BrokerReport[], runs: readonly RunSpec[]
       }
       if (result.anomalies > 0) {
         out.push(`${r.label}, ${run.label}: ${result.anomalies} malformed PUBLISH / unknown PUBACK`);
+      }
+      if (run.qos === 1 && result.receiveMaximum < window) {
+        out.push(
+          `${r.label}, ${run.label}: the broker's CONNACK set Receive Maximum ${result.receiveMaximum}, so each ` +
+            `publisher kept ${result.receiveMaximum} PUBLISHes in flight, not ${window}`,
+        );
+      }
+      if (result.refusedAcks > 0) {
+        out.push(
+          `${r.label}, ${run.label}: ${result.refusedAcks.toLocaleString('en-US')} PUBACKs carried a failure ` +
+            'reason code (>= 0x80); those PUBLISHes are not counted as published',
+        );
       }
     }
     for (const idle of r.idle) {

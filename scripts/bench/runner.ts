@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import {
   BROKER_LABELS,
   BrokerStartError,
+  SPEAKS_MQTT5,
   startBroker,
   type BrokerName,
   type BrokerPaths,
@@ -27,6 +28,8 @@ export interface Settings {
   readonly payloadBytes: number;
   /** Unacknowledged QoS 1 PUBLISHes per publisher. */
   readonly window: number;
+  /** Whether to measure idle RSS at all (`--only` can leave it out). */
+  readonly idleRss: boolean;
   /** Idle client counts after the 0-client reading. */
   readonly idleSteps: readonly number[];
   /** Wait before each idle RSS reading, for the broker to finish allocating and collecting. */
@@ -134,8 +137,8 @@ export class Bench {
   async broker(name: BrokerName): Promise<BrokerReport> {
     const report: BrokerReport = { name, label: BROKER_LABELS[name], status: 'ok', runs: {}, idle: [], notes: [] };
     try {
-      await this.#throughput(report);
-      if (report.status === 'ok') await this.#idle(report);
+      if (this.#runs.length > 0) await this.#throughput(report);
+      if (report.status === 'ok' && this.#settings.idleRss) await this.#idle(report);
     } catch (err) {
       if (!(err instanceof BrokerStartError)) throw err;
       report.status = 'failed to start';
@@ -159,6 +162,11 @@ export class Bench {
     };
     try {
       for (const spec of this.#runs) {
+        if (spec.protocol === 5 && !SPEAKS_MQTT5[report.name]) {
+          report.runs[spec.id] = { status: 'unsupported', reason: 'no MQTT 5' };
+          log(`[${report.name}] ${spec.label}: skipped, no MQTT 5`);
+          continue;
+        }
         if (broker.hasExited()) {
           await noteDeath();
           peakKb = Math.max(peakKb, await sampler.stop());
@@ -205,6 +213,7 @@ export class Bench {
     const job: ThroughputJob = {
       kind: 'throughput',
       port: broker.port,
+      protocol: spec.protocol,
       qos: spec.qos,
       publishers: spec.publishers,
       subscribers: spec.subscribers,

@@ -1,16 +1,21 @@
-import { generate } from 'mqtt-packet'
 import type { Logger } from 'pino'
 import type { OutpostConfig } from '../config/types.js'
 import { MemoryStore } from '../store/memory.js'
-import type { Store } from '../store/types.js'
+import type { SessionRecord, Store } from '../store/types.js'
 import { Connection } from './connection.js'
 import { Decoder } from './decoder.js'
 import { InternalClient, type InternalMessageHandler } from './internal-client.js'
+import { ReasonCode } from './protocol-error.js'
+import { PublishEncoder4 } from './publish-encoder.js'
 import { Session, type SessionEvents, type Throttle } from './session.js'
+import { pickMember } from './shared.js'
 import { BrokerStats } from './stats.js'
-import { SubscriptionTree } from './subscription-tree.js'
+import { SubscriptionTree, type SharedGroup, type SubscriptionOptions } from './subscription-tree.js'
 import { SysPublisher } from './sys.js'
-import type { Message, MqttStream, QoS, StreamMeta } from './types.js'
+import { parseSharedFilter } from './topics.js'
+import type { Message, MqttStream, StreamMeta } from './types.js'
+import { PublishEncoder5 } from './v5/publish-encoder.js'
+import { PendingWills, willMessage, type Will } from './wills.js'
 
 /** The part of the configuration the broker core reads. */
 export type BrokerConfig = Pick<
@@ -26,6 +31,16 @@ export type BrokerConfig = Pick<
   | 'sysInterval'
   | 'retainAvailable'
   | 'persistentClientExpiration'
+  | 'receiveMaximum'
+  | 'topicAliasMaximum'
+  | 'maxPacketSize'
+  | 'maxQos'
+  | 'wildcardSubscriptions'
+  | 'subscriptionIdentifiers'
+  | 'sharedSubscriptions'
+  | 'sharedSubscriptionStrategy'
+  | 'responseInformation'
+  | 'reasonStrings'
 >
 
 export interface AuthRequest {
@@ -37,10 +52,30 @@ export interface AuthRequest {
 
 export type AuthVerdict = 'ok' | 'bad-credentials' | 'not-authorized'
 
+/**
+ * One step of MQTT 5 enhanced authentication (section 4.12): the client's Authentication Data in,
+ * and either success, a challenge to send back in an AUTH packet, or failure.
+ */
+export type EnhancedAuthStep =
+  | { readonly result: 'success'; readonly data?: Buffer }
+  | { readonly result: 'continue'; readonly data?: Buffer }
+  | { readonly result: 'fail'; readonly reasonCode?: number }
+
+/** A SASL-like method such as SCRAM; one `exchange` per connection, fed every step in turn. */
+export interface EnhancedAuthMethod {
+  start(req: AuthRequest & { readonly data: Buffer | undefined }): EnhancedAuthExchange
+}
+
+export interface EnhancedAuthExchange {
+  step(data: Buffer | undefined): EnhancedAuthStep | Promise<EnhancedAuthStep>
+}
+
 /** Policy hooks; the password and ACL files of issue 7 plug in here. */
 export interface BrokerHooks {
   authenticate?(req: AuthRequest): AuthVerdict | Promise<AuthVerdict>
   authorizeSubscribe?(clientId: string, username: string | undefined, filter: string): boolean | Promise<boolean>
+  /** MQTT 5 Authentication Methods the broker supports, by name; any other gets CONNACK 0x8C. */
+  enhancedAuth?: ReadonlyMap<string, EnhancedAuthMethod>
 }
 
 export interface BrokerOptions {
@@ -56,6 +91,8 @@ export interface BrokerOptions {
 const SWEEP_MS = 500
 /** A connection that has not sent CONNECT within this time is closed. */
 const CONNECT_TIMEOUT_MS = 10_000
+/** Session Expiry Interval 0xFFFFFFFF: the session never expires (section 3.1.2.11.2). */
+export const NEVER = 0xffff_ffff
 
 /**
  * The MQTT broker core. It never listens: listeners hand it streams with `handle()`, and
@@ -69,17 +106,18 @@ export class Broker {
   readonly stats = new BrokerStats()
   /** Shared by every connection (see decoder.ts). */
   readonly decoder = new Decoder()
+  readonly encoder4 = new PublishEncoder4()
+  readonly encoder5 = new PublishEncoder5()
   readonly version: string
+  readonly hooks: BrokerHooks
 
-  readonly #hooks: BrokerHooks
   readonly #sessions = new Map<string, Session>()
   /** Connected network clients by client id, for takeover [MQTT-3.1.4-2]. */
   readonly #online = new Map<string, Connection>()
   readonly #connections = new Set<Connection>()
   readonly #internal = new Set<string>()
   readonly #tree = new SubscriptionTree()
-  readonly #qos0Cache = new WeakMap<Message, Buffer>()
-  readonly #qosCache = new WeakMap<Message, { qos: QoS; bytes: Buffer; headLength: number }>()
+  readonly #wills = new PendingWills()
   readonly #sessionEvents: SessionEvents
   readonly #sys: SysPublisher
   #sweep: NodeJS.Timeout | undefined
@@ -90,11 +128,13 @@ export class Broker {
     this.config = options.config
     this.log = options.log
     this.store = options.store ?? new MemoryStore()
-    this.#hooks = options.hooks ?? {}
+    this.hooks = options.hooks ?? {}
     this.version = options.version ?? '0.0.0'
     this.#sessionEvents = {
       dropped: (session, reason, first) => {
         this.stats.publishDropped++
+        if (reason === 'expired') this.stats.publishExpired++
+        if (reason === 'too-large') this.stats.publishTooLarge++
         if (first) {
           this.log.warn(
             { clientId: session.clientId, reason, queued: session.queuedCount, inflight: session.inflightCount },
@@ -115,7 +155,8 @@ export class Broker {
     for (const record of await this.store.listSessions()) {
       const session = this.#newSession(record.clientId, false)
       session.expiresAt = record.expiresAt
-      for (const { filter, qos } of record.subscriptions) this.#addSubscription(session, filter, qos)
+      session.expiryInterval = record.expiryInterval ?? NEVER
+      for (const { filter, ...options } of record.subscriptions) this.#addSubscription(session, filter, options)
       this.#sessions.set(record.clientId, session)
     }
     this.#sweep = setInterval(() => this.#sweepTimers(), SWEEP_MS)
@@ -163,112 +204,130 @@ export class Broker {
     return this.#tree.size
   }
 
+  /** Wills waiting for their Will Delay Interval. */
+  get pendingWillCount(): number {
+    return this.#wills.size
+  }
+
   /**
    * Routes a message to every matching session at the lower of its QoS and the subscription's
-   * [MQTT-3.8.4-6], with the retain flag cleared for existing subscriptions [MQTT-3.3.1-9], and
-   * updates the retained store [MQTT-3.3.1-5].
+   * [MQTT-3.8.4-8], with the retain flag cleared unless the subscription asked for Retain As
+   * Published [MQTT-3.3.1-12], to one member of each matching shared subscription
+   * [MQTT-4.8.2-3], and updates the retained store [MQTT-3.3.1-5].
    */
-  publish(message: Message, publisher?: { session: Session | undefined } & Throttle): void {
+  publish(message: Message, publisher?: { session: Session | undefined } & Throttle): { matched: boolean } {
     if (message.retain && this.config.retainAvailable) {
       this.store.setRetained(message).catch((err: unknown) => this.log.error({ err, topic: message.topic }, 'failed to store retained message'))
     }
-    const matches = this.#tree.match(message.topic)
-    for (const sub of matches.values()) {
-      const session = this.#sessions.get(sub.clientId)
+    const { direct, shared } = this.#tree.match(message.topic, message.origin)
+    for (const m of direct.values()) {
+      const session = this.#sessions.get(m.clientId)
       if (session === undefined) continue
-      const backedUp = session.deliver(message, sub.qos < message.qos ? sub.qos : message.qos, false)
+      const qos = m.qos < message.qos ? m.qos : message.qos
+      const backedUp = session.deliver({ message, qos, retain: m.retainAsPublished && message.retain, subscriptionIds: m.subscriptionIds })
       // A connected subscriber that cannot keep up slows its publishers (not itself: it would stop
       // reading its own acks) rather than letting the queue cap drop acknowledged messages.
       if (backedUp && publisher !== undefined && publisher.session !== session) session.hold(publisher)
     }
+    for (const group of shared) this.#deliverShared(group, message, undefined)
+    return { matched: direct.size > 0 || shared.length > 0 }
   }
 
-  /** The v3/v4 encoding of a QoS 0 PUBLISH, made once per message however many clients get it. */
-  encodeQos0(message: Message): Buffer {
-    let bytes = this.#qos0Cache.get(message)
-    if (bytes === undefined) {
-      bytes = generate({ cmd: 'publish', topic: message.topic, payload: message.payload, qos: 0, retain: false, dup: false }, { protocolVersion: 4 })
-      this.#qos0Cache.set(message, bytes)
-    }
-    return bytes
-  }
-
-  /**
-   * The v3/v4 encoding of a QoS 1/2 PUBLISH as a small per-delivery head (fixed header, topic,
-   * packet id) and the payload shared by every delivery. The bytes come from mqtt-packet once per
-   * message; each delivery copies only the head and patches flags and packet id.
-   */
-  encodePublish(message: Message, qos: QoS, packetId: number, retain: boolean, dup: boolean): [Buffer, Buffer] {
-    let template = this.#qosCache.get(message)
-    if (template === undefined || template.qos !== qos) {
-      const bytes = generate({ cmd: 'publish', topic: message.topic, payload: message.payload, qos, messageId: 1, retain: false, dup: false }, { protocolVersion: 4 })
-      template = { qos, bytes, headLength: bytes.length - message.payload.length }
-      this.#qosCache.set(message, template)
-    }
-    const head = Buffer.allocUnsafe(template.headLength)
-    template.bytes.copy(head, 0, 0, template.headLength)
-    head[0] = 0x30 | (dup ? 0x08 : 0) | (qos << 1) | (retain ? 0x01 : 0)
-    head.writeUInt16BE(packetId, template.headLength - 2)
-    return [head, template.bytes.subarray(template.headLength)]
+  /** One member of a shared subscription gets the message; `exclude` is a member that just left. */
+  #deliverShared(group: SharedGroup, message: Message, exclude: string | undefined): boolean {
+    const sub = pickMember(group, this.config.sharedSubscriptionStrategy, message.topic, message.origin, (s) => {
+      if (s.clientId === exclude) return 0
+      return this.#sessions.get(s.clientId)?.fitness() ?? 0
+    })
+    const session = sub === undefined ? undefined : this.#sessions.get(sub.clientId)
+    if (sub === undefined || session === undefined) return false
+    const id = sub.subscriptionId
+    session.deliver({
+      message,
+      qos: sub.qos < message.qos ? sub.qos : message.qos,
+      retain: sub.retainAsPublished === true && message.retain,
+      subscriptionIds: id === undefined ? undefined : [id],
+      share: group.key,
+    })
+    return true
   }
 
   async authenticate(req: AuthRequest): Promise<AuthVerdict> {
     if (this.#internal.has(req.clientId)) return 'not-authorized'
-    const hook = this.#hooks.authenticate
+    const hook = this.hooks.authenticate
     if (hook !== undefined) return hook(req)
     // Without a password file, anonymous access is all there is: on or off.
     return this.config.allowAnonymous ? 'ok' : 'not-authorized'
   }
 
   async authorizeSubscribe(conn: Connection, filter: string): Promise<boolean> {
-    const hook = this.#hooks.authorizeSubscribe
+    const hook = this.hooks.authorizeSubscribe
     return hook === undefined ? true : hook(conn.clientId, conn.username, filter)
   }
 
   /**
    * Finds or creates the session for a connecting client. An existing connection with the same
-   * id is closed first [MQTT-3.1.4-2]; a clean session discards what was there [MQTT-3.1.2-6].
+   * id is closed first [MQTT-3.1.4-2]; Clean Start / clean session discards what was there
+   * [MQTT-3.1.2-4]; otherwise a will still waiting for its delay is cancelled [MQTT-3.1.3-9].
+   * `expiryInterval` is in seconds: 0 ends the session with the connection, NEVER keeps it.
    */
-  openSession(conn: Connection, clientId: string, clean: boolean): { session: Session; present: boolean } {
+  openSession(conn: Connection, clientId: string, cleanStart: boolean, expiryInterval: number): { session: Session; present: boolean } {
     const previous = this.#online.get(clientId)
     if (previous !== undefined && previous !== conn) {
       previous.log.info({ by: conn.remote }, 'session taken over by a new connection')
-      previous.close('session taken over', true)
+      previous.close('session taken over', true, ReasonCode.SessionTakenOver)
     }
     let session = this.#sessions.get(clientId)
-    if (session !== undefined && clean) {
+    if (session !== undefined && cleanStart) {
       this.#discard(session)
       session = undefined
     }
+    const pending = this.#wills.take(clientId)
+    // A new session means the old one ended, and a will waiting on it goes out now.
+    if (pending !== undefined && session === undefined) this.publish(willMessage(pending))
     const present = session !== undefined
     if (session === undefined) {
-      session = this.#newSession(clientId, clean)
+      session = this.#newSession(clientId, expiryInterval === 0)
       this.#sessions.set(clientId, session)
     }
-    session.clean = clean
+    session.clean = expiryInterval === 0
+    session.expiryInterval = expiryInterval
     this.#online.set(clientId, conn)
     const connected = this.#online.size
     if (connected > this.stats.clientsMaximum) this.stats.clientsMaximum = connected
     return { session, present }
   }
 
-  subscribe(session: Session, filter: string, qos: QoS): void {
-    this.#addSubscription(session, filter, qos)
+  /** Adds or replaces a subscription; true when it is new (for Retain Handling 1). */
+  subscribe(session: Session, filter: string, options: SubscriptionOptions): boolean {
+    const isNew = !session.subscriptions.has(filter)
+    this.#addSubscription(session, filter, options)
     this.#persist(session)
+    return isNew
   }
 
-  unsubscribe(session: Session, filter: string): void {
-    if (session.subscriptions.delete(filter)) {
-      this.#tree.remove(session.clientId, filter)
-      this.#persist(session)
-    }
+  /** True when the session had that subscription. */
+  unsubscribe(session: Session, filter: string): boolean {
+    if (!session.subscriptions.delete(filter)) return false
+    this.#tree.remove(session.clientId, filter)
+    this.#persist(session)
+    return true
   }
 
-  /** Sends the retained messages matching newly added subscriptions, flagged retain [MQTT-3.3.1-8]. */
-  async sendRetained(session: Session, subs: ReadonlyArray<{ filter: string; qos: QoS }>): Promise<void> {
-    for (const { filter, qos } of subs) {
+  /**
+   * Sends the retained messages matching new subscriptions, flagged retain [MQTT-3.3.1-8], as
+   * Retain Handling says [MQTT-3.3.1-9] [MQTT-3.3.1-10] [MQTT-3.3.1-11]; none for shared
+   * subscriptions (section 4.8.2) and none that have expired [MQTT-3.3.2-5].
+   */
+  async sendRetained(session: Session, subs: ReadonlyArray<{ filter: string; options: SubscriptionOptions; isNew: boolean }>): Promise<void> {
+    for (const { filter, options, isNew } of subs) {
+      const rh = options.retainHandling ?? 0
+      if (rh === 2 || (rh === 1 && !isNew) || parseSharedFilter(filter) !== undefined) continue
+      const id = options.subscriptionId
+      const now = Date.now()
       for (const message of await this.store.matchRetained(filter)) {
-        session.deliver(message, qos < message.qos ? qos : message.qos, true)
+        if (message.expiresAt !== undefined && message.expiresAt <= now) continue
+        session.deliver({ message, qos: options.qos < message.qos ? options.qos : message.qos, retain: true, subscriptionIds: id === undefined ? undefined : [id] })
       }
     }
   }
@@ -285,17 +344,48 @@ export class Broker {
     if (this.#online.get(conn.clientId) === conn) this.#online.delete(conn.clientId)
     session.detach(conn)
     conn.log.info({ protocolVersion: conn.version, reason }, 'client disconnected')
+    // Messages a shared subscription gave this client, not yet acknowledged, go to another member.
+    if (!session.online) this.#redistributeShared(session)
     // The will goes out after the connection is gone [MQTT-3.1.2-8]; never after DISCONNECT [MQTT-3.1.2-10].
     const will = conn.will
     conn.will = undefined
-    if (publishWill && will !== undefined) this.publish(will)
+    if (publishWill && will !== undefined) this.#startWill(session, will)
     if (session.online) return
     if (session.clean) {
       this.#discard(session)
-    } else {
-      const ttl = this.config.persistentClientExpiration
-      session.expiresAt = ttl > 0 ? Date.now() + ttl * 1000 : undefined
-      this.#persist(session)
+      return
+    }
+    const seconds = this.#expirySeconds(session.expiryInterval)
+    session.expiresAt = seconds === NEVER ? undefined : Date.now() + seconds * 1000
+    this.#persist(session)
+  }
+
+  /** The session expiry the broker grants: the client's, capped by `persistent_client_expiration`. */
+  grantedExpiry(requested: number): number {
+    return this.#expirySeconds(requested)
+  }
+
+  #expirySeconds(requested: number): number {
+    const cap = this.config.persistentClientExpiration
+    return cap > 0 && (requested === NEVER || requested > cap) ? cap : requested
+  }
+
+  /** Publishes a will now, or after its delay if the session outlives the connection [MQTT-3.1.3-9]. */
+  #startWill(session: Session, will: Will): void {
+    if (will.delay === 0 || session.clean) {
+      this.publish(willMessage(will))
+      return
+    }
+    this.#wills.schedule(session.clientId, will, Date.now() + will.delay * 1000)
+  }
+
+  #redistributeShared(session: Session): void {
+    for (const item of session.takeShared()) {
+      const group = this.#tree.sharedGroup(item.share as string)
+      if (group === undefined || !this.#deliverShared(group, item.message, session.clientId)) {
+        // No other member can take it: it stays with this session.
+        session.deliver(item)
+      }
     }
   }
 
@@ -319,22 +409,25 @@ export class Broker {
     this.#closing = true
     if (this.#sweep !== undefined) clearInterval(this.#sweep)
     this.#sys.stop()
-    for (const conn of [...this.#connections]) conn.close(reason, true)
+    for (const conn of [...this.#connections]) conn.close(reason, true, ReasonCode.ServerShuttingDown)
   }
 
   #newSession(clientId: string, clean: boolean): Session {
     return new Session(clientId, clean, this.config, this.#sessionEvents)
   }
 
-  #addSubscription(session: Session, filter: string, qos: QoS): void {
-    session.subscriptions.set(filter, qos)
-    this.#tree.add({ clientId: session.clientId, filter, qos })
+  #addSubscription(session: Session, filter: string, options: SubscriptionOptions): void {
+    session.subscriptions.set(filter, options)
+    this.#tree.add({ clientId: session.clientId, filter, ...options })
   }
 
+  /** Ends a session: its subscriptions, queues and any will still waiting, which goes out now. */
   #discard(session: Session): void {
     for (const filter of session.subscriptions.keys()) this.#tree.remove(session.clientId, filter)
     session.clear()
     this.#sessions.delete(session.clientId)
+    const will = this.#wills.take(session.clientId)
+    if (will !== undefined) this.publish(willMessage(will))
     if (!session.clean) {
       this.store.deleteSession(session.clientId).catch((err: unknown) => this.log.error({ err }, 'failed to delete session'))
     }
@@ -342,10 +435,9 @@ export class Broker {
 
   #persist(session: Session): void {
     if (session.clean) return
-    const subscriptions = [...session.subscriptions].map(([filter, qos]) => ({ filter, qos }))
-    const record = session.expiresAt === undefined
-      ? { clientId: session.clientId, subscriptions }
-      : { clientId: session.clientId, subscriptions, expiresAt: session.expiresAt }
+    const subscriptions = [...session.subscriptions].map(([filter, options]) => ({ filter, ...options }))
+    const record: SessionRecord = { clientId: session.clientId, subscriptions, expiryInterval: session.expiryInterval }
+    if (session.expiresAt !== undefined) record.expiresAt = session.expiresAt
     this.store.putSession(record).catch((err: unknown) => this.log.error({ err, clientId: session.clientId }, 'failed to save session'))
   }
 
@@ -355,11 +447,12 @@ export class Broker {
       if (conn.state === 'new' && now - conn.lastSeen > CONNECT_TIMEOUT_MS) {
         conn.close('no CONNECT within 10 s', false)
       } else if (conn.state === 'open' && conn.keepalive > 0 && !conn.held && now - conn.lastSeen > conn.keepalive * 1500) {
-        // Silent for one and a half keepalive periods [MQTT-3.1.2-24].
+        // Silent for one and a half keepalive periods [MQTT-3.1.2-22].
         conn.log.info({ keepalive: conn.keepalive }, 'keepalive timeout')
-        conn.close('keepalive timeout', true)
+        conn.close('keepalive timeout', true, ReasonCode.KeepAliveTimeout)
       }
     }
+    for (const will of this.#wills.takeDue(now)) this.publish(willMessage(will, now))
     for (const session of this.#sessions.values()) {
       session.checkStall(now)
       if (!session.online && session.expiresAt !== undefined && session.expiresAt <= now) {

@@ -1,12 +1,18 @@
-import { generate, writeToStream, type Packet, type IPublishPacket } from 'mqtt-packet'
+import { generate, writeToStream, type Packet } from 'mqtt-packet'
 import type { Logger } from 'pino'
 import type { Broker } from './broker.js'
 import { Framer } from './framer.js'
 import { dispatch } from './handlers/index.js'
 import { checkConnectPreamble } from './handlers/connect-preamble.js'
-import { ProtocolError } from './protocol-error.js'
+import { ProtocolError, ReasonCode } from './protocol-error.js'
 import type { Outlet, Session, Throttle } from './session.js'
 import type { Message, MqttStream, ProtocolVersion, QoS, StreamMeta } from './types.js'
+import type { AuthState } from './handlers/auth.js'
+import { decodeV5, type Packet5 } from './v5/decode.js'
+import { encodeVarint, type Properties } from './v5/properties.js'
+import type { Delivery5 } from './v5/publish-encoder.js'
+import { InboundAliases, OutboundAliases } from './v5/topic-aliases.js'
+import type { Will } from './wills.js'
 
 /** QoS 0 messages to a client with more than this buffered are dropped, not queued without bound. */
 const CONGESTION_BYTES = 512 * 1024
@@ -34,10 +40,25 @@ export class Connection implements Outlet, Throttle {
   clientId = ''
   username: string | undefined
   session: Session | undefined
-  will: Message | undefined
+  will: Will | undefined
   /** Seconds; 0 disables the keepalive check. */
   keepalive = 0
   lastSeen = Date.now()
+
+  // What an MQTT 5 client announced in CONNECT (section 3.1.2.11); 3.1.1 clients keep the defaults.
+  /** Unacknowledged QoS 1/2 messages the client accepts at once. */
+  receiveMaximum = 65_535
+  /** Largest packet the client accepts; 0 = the protocol limit. */
+  maxPacketSize = 0
+  /** Request Problem Information: Reason Strings allowed on acks [MQTT-3.1.2-29]. */
+  problemInfo = true
+  /** Session Expiry Interval of the CONNECT: 0 there cannot become non-zero at DISCONNECT [MQTT-3.14.2-2]. */
+  connectExpiry = 0
+  /** Incoming topic aliases, up to our Topic Alias Maximum. */
+  inAliases: InboundAliases | undefined
+  #outAliases: OutboundAliases | undefined
+  /** MQTT 5 enhanced authentication, when CONNECT named a method. */
+  auth: AuthState | undefined
 
   readonly #stream: MqttStream
   readonly #framer: Framer
@@ -54,10 +75,13 @@ export class Connection implements Outlet, Throttle {
     this.#stream = stream
     // A child logger per client is made at CONNECT, when there is a client id to bind.
     this.log = broker.log
-    const limit = broker.config.messageSizeLimit
+    const { messageSizeLimit, maxPacketSize } = broker.config
     // A PUBLISH body also holds the topic (up to 65,535 + 2 bytes) and a packet id; anything
     // beyond that margin cannot be a payload within the limit, so refuse it unbuffered.
-    this.#framer = new Framer(limit > 0 ? Math.min(MAX_PACKET, limit + 65_545) : MAX_PACKET)
+    let max = messageSizeLimit > 0 ? Math.min(MAX_PACKET, messageSizeLimit + 65_545) : MAX_PACKET
+    // The limit announced to MQTT 5 clients as Maximum Packet Size, enforced for every client.
+    if (maxPacketSize > 0) max = Math.min(max, maxPacketSize)
+    this.#framer = new Framer(max)
     stream.on('data', (chunk: Buffer) => this.#onData(chunk))
     stream.on('error', (err: Error) => this.close(`socket error: ${err.message}`, true))
     stream.on('end', () => this.close('connection closed by peer', true))
@@ -78,10 +102,72 @@ export class Connection implements Outlet, Throttle {
     return remotePort === undefined ? (remoteAddress ?? 'unknown') : `${remoteAddress}:${remotePort}`
   }
 
-  /** Encodes and writes one packet with this connection's protocol version. */
-  write(packet: Packet): void {
-    if (this.state === 'closed') return
-    this.writeRaw(generate(packet, { protocolVersion: this.version }))
+  /**
+   * Encodes and writes one packet with this connection's protocol version. Returns false when it
+   * is larger than the client's Maximum Packet Size even without its Reason String, and so was
+   * not sent [MQTT-3.1.2-24] [MQTT-3.1.2-25].
+   */
+  write(packet: Packet): boolean {
+    if (this.state === 'closed') return false
+    let bytes = generate(packet, { protocolVersion: this.version })
+    const max = this.maxPacketSize
+    const props = 'properties' in packet ? (packet.properties as { reasonString?: string } | undefined) : undefined
+    if (max > 0 && bytes.length > max && props?.reasonString !== undefined) {
+      bytes = generate({ ...packet, properties: { ...props, reasonString: undefined } } as Packet, { protocolVersion: this.version })
+    }
+    if (max > 0 && bytes.length > max) return false
+    this.writeRaw(bytes)
+    return true
+  }
+
+  /**
+   * PUBACK, PUBREC, PUBREL or PUBCOMP (`type` is the first byte). Written by hand: it is sent
+   * once per QoS 1/2 message, and a success needs no reason code in MQTT 5 (section 3.4.2.1).
+   */
+  ack(type: number, id: number, reasonCode = 0, reason?: string): void {
+    if (this.version !== 5 || reasonCode === 0) {
+      const b = Buffer.allocUnsafe(4)
+      b[0] = type
+      b[1] = 2
+      b.writeUInt16BE(id, 2)
+      this.writeRaw(b)
+      return
+    }
+    const text = reason === undefined || reason === '' ? undefined : this.reasonString(reason)?.reasonString
+    this.writeRaw(this.#reasonPacket(type, Buffer.from([id >> 8, id & 0xff, reasonCode]), text))
+  }
+
+  /**
+   * A packet made of `body` (packet id and/or reason code) and, when there is one, a Reason String
+   * property; without it the property length is left out too, as sections 3.4.2.2 and 3.14.2.2
+   * allow, which is what clients (and Mosquitto's test vectors) expect. A Reason String that would
+   * make the packet larger than the client accepts is dropped [MQTT-3.1.2-25].
+   */
+  #reasonPacket(type: number, body: Buffer, reason: string | undefined): Buffer {
+    const bare = Buffer.concat([Buffer.from([type]), encodeVarint(body.length), body])
+    if (reason === undefined) return bare
+    const text = Buffer.from(reason, 'utf8')
+    const props = Buffer.concat([Buffer.from([0x1f, text.length >> 8, text.length & 0xff]), text])
+    const rest = Buffer.concat([body, encodeVarint(props.length), props])
+    const full = Buffer.concat([Buffer.from([type]), encodeVarint(rest.length), rest])
+    return this.maxPacketSize > 0 && full.length > this.maxPacketSize ? bare : full
+  }
+
+  /** A Reason String for packets other than PUBLISH, CONNACK and DISCONNECT, where the client allows it [MQTT-3.1.2-29]. */
+  reasonString(text: string): { reasonString: string } | undefined {
+    return this.problemInfo && this.broker.config.reasonStrings ? { reasonString: text } : undefined
+  }
+
+  /** Takes the limits an MQTT 5 client announced in its CONNECT properties. */
+  applyClientProperties(props: Properties): void {
+    this.receiveMaximum = props.receiveMaximum ?? 65_535
+    this.maxPacketSize = props.maximumPacketSize ?? 0
+    this.problemInfo = props.requestProblemInformation !== 0
+    this.connectExpiry = props.sessionExpiryInterval ?? 0
+    const clientAliases = props.topicAliasMaximum ?? 0
+    // Without a Topic Alias Maximum from the client the server sends no aliases [MQTT-3.2.2-18] (3.1.2.11.5).
+    this.#outAliases = clientAliases > 0 ? new OutboundAliases(clientAliases) : undefined
+    this.inAliases = new InboundAliases(this.broker.config.topicAliasMaximum)
   }
 
   writeRaw(bytes: Buffer, more?: Buffer): void {
@@ -105,33 +191,72 @@ export class Connection implements Outlet, Throttle {
     this.#stream.uncork()
   }
 
-  sendPublish(message: Message, qos: QoS, packetId: number | undefined, retain: boolean, dup: boolean): void {
+  sendPublish(message: Message, qos: QoS, packetId: number | undefined, retain: boolean, dup: boolean, subscriptionIds?: readonly number[]): boolean {
+    if (this.version === 5) return this.#sendPublish5(message, qos, packetId, retain, dup, subscriptionIds)
     this.broker.stats.publishSent++
-    if (qos === 0 && !retain && this.version !== 5) {
-      this.writeRaw(this.broker.encodeQos0(message))
-      return
-    }
-    if (packetId !== undefined && this.version !== 5) {
-      const [head, payload] = this.broker.encodePublish(message, qos, packetId, retain, dup)
+    if (qos === 0 && !retain) {
+      this.writeRaw(this.broker.encoder4.qos0(message))
+    } else {
+      const [head, payload] = this.broker.encoder4.encode(message, qos, packetId, retain, dup)
       this.writeRaw(head, payload)
-      return
     }
-    const packet: IPublishPacket = { cmd: 'publish', topic: message.topic, payload: message.payload, qos, retain, dup }
-    if (packetId !== undefined) packet.messageId = packetId
-    this.write(packet)
+    return true
+  }
+
+  /**
+   * The MQTT 5 PUBLISH: the expiry left [MQTT-3.3.2-6], a topic alias when the client takes them,
+   * the subscription identifiers; not sent at all when larger than the client's Maximum Packet
+   * Size [MQTT-3.1.2-25].
+   */
+  #sendPublish5(message: Message, qos: QoS, packetId: number | undefined, retain: boolean, dup: boolean, subscriptionIds: readonly number[] | undefined): boolean {
+    let expiry: number | undefined
+    if (message.expiresAt !== undefined) {
+      const left = message.expiresAt - Date.now()
+      if (left <= 0) return false
+      expiry = Math.ceil(left / 1000)
+    }
+    const aliases = this.#outAliases
+    const known = aliases?.peek(message.topic)
+    const d: { -readonly [K in keyof Delivery5]: Delivery5[K] } = {
+      qos,
+      packetId,
+      retain,
+      dup,
+      expiry,
+      // Sized as sent: with an alias (new or known) when the client takes them.
+      alias: aliases === undefined ? undefined : (known ?? 1),
+      sendTopic: known === undefined,
+      subscriptionIds,
+    }
+    const encoder = this.broker.encoder5
+    if (this.maxPacketSize > 0 && encoder.size(message, d) > this.maxPacketSize) return false
+    if (aliases !== undefined) {
+      const taken = aliases.take(message.topic)
+      d.alias = taken.alias
+      d.sendTopic = taken.sendTopic
+    }
+    this.broker.stats.publishSent++
+    const [head, payload] = encoder.encode(message, d)
+    this.writeRaw(head, payload)
+    return true
   }
 
   sendPubrel(packetId: number): void {
-    this.write({ cmd: 'pubrel', messageId: packetId })
+    this.ack(0x62, packetId)
   }
 
   /**
    * Ends the connection once. `publishWill` is false only after a DISCONNECT [MQTT-3.14.4-3];
    * every other ending (error, timeout, takeover, protocol violation) sends the will [MQTT-3.1.2-8].
+   * An MQTT 5 client is told why with a DISCONNECT carrying `reasonCode` (section 4.13.2).
    */
-  close(reason: string, publishWill: boolean): void {
+  close(reason: string, publishWill: boolean, reasonCode?: number): void {
     if (this.state === 'closed') return
     const wasOpen = this.state === 'open'
+    if (wasOpen && reasonCode !== undefined && this.version === 5) {
+      // DISCONNECT may carry a Reason String whatever Request Problem Information says [MQTT-3.1.2-29].
+      this.writeRaw(this.#reasonPacket(0xe0, Buffer.from([reasonCode]), this.broker.config.reasonStrings ? reason : undefined))
+    }
     this.state = 'closed'
     this.#backlog = []
     const stream = this.#stream
@@ -142,10 +267,17 @@ export class Connection implements Outlet, Throttle {
     this.broker.connectionClosed(this, reason, publishWill && wasOpen)
   }
 
-  /** Closes because of a protocol violation, logged with the rule it broke. */
+  /**
+   * Closes because of a protocol violation, logged with the rule it broke. An MQTT 5 client gets
+   * the reason code: in a DISCONNECT once connected, in the CONNACK while connecting [MQTT-4.13.1-1].
+   */
   fail(err: ProtocolError): void {
-    this.log.warn({ ...this.logContext(), rule: err.rule, err: err.message }, 'protocol error, closing connection')
-    this.close(`protocol error: ${err.message}`, true)
+    this.log.warn({ ...this.logContext(), rule: err.rule, reasonCode: err.reasonCode, err: err.message }, 'protocol error, closing connection')
+    if (this.version === 5 && this.state !== 'open' && this.state !== 'closed') {
+      const properties = this.broker.config.reasonStrings ? { reasonString: err.message } : undefined
+      this.write({ cmd: 'connack', sessionPresent: false, reasonCode: err.reasonCode, properties })
+    }
+    this.close(`protocol error: ${err.message}`, true, err.reasonCode)
   }
 
   /** Switches the decoder to the version the CONNECT announced. */
@@ -165,8 +297,9 @@ export class Connection implements Outlet, Throttle {
     const result = this.#framer.push(chunk, (raw) => this.#onPacket(raw))
     if (!result.ok) {
       if (result.error === 'too-large') {
-        this.log.warn({ ...this.logContext(), size: result.size, limit: this.broker.config.messageSizeLimit }, 'packet exceeds message_size_limit, closing connection')
-        this.close('packet too large', true)
+        const { messageSizeLimit, maxPacketSize } = this.broker.config
+        this.log.warn({ ...this.logContext(), size: result.size, messageSizeLimit, maxPacketSize }, 'packet too large, closing connection')
+        this.close('packet too large', true, ReasonCode.PacketTooLarge)
       } else {
         this.fail(new ProtocolError('malformed remaining length', 0x81, 'MQTT-1.5.5'))
       }
@@ -215,10 +348,26 @@ export class Connection implements Outlet, Throttle {
       this.fail(new ProtocolError('second CONNECT on one connection', 0x82, 'MQTT-3.1.0-2'))
       return
     }
-    const { packet, error } = this.broker.decoder.decode(bytes, this.version)
-    if (packet === undefined) {
-      this.fail(new ProtocolError(`malformed packet: ${error.message}`, 0x81))
-      return
+    let packet: Packet | Packet5
+    if (this.version === 5) {
+      if (((raw[0] as number) >> 4) === 15 && this.auth === undefined) {
+        // AUTH without an Authentication Method in CONNECT, whatever else is wrong with it [MQTT-4.12.0-6].
+        this.fail(new ProtocolError('AUTH without an Authentication Method in CONNECT', 0x82, 'MQTT-4.12.0-6'))
+        return
+      }
+      try {
+        packet = decodeV5(bytes)
+      } catch (err) {
+        this.#handleError(err)
+        return
+      }
+    } else {
+      const decoded = this.broker.decoder.decode(bytes, this.version)
+      if (decoded.packet === undefined) {
+        this.fail(new ProtocolError(`malformed packet: ${decoded.error.message}`, 0x81))
+        return
+      }
+      packet = decoded.packet
     }
     let pending: void | Promise<void>
     try {
@@ -257,6 +406,6 @@ export class Connection implements Outlet, Throttle {
     }
     // A bug of ours must not take the process down: log it and drop only this client.
     this.log.error({ ...this.logContext(), err }, 'internal error handling packet, closing connection')
-    this.close('internal error', true)
+    this.close('internal error', true, ReasonCode.ImplementationSpecificError)
   }
 }

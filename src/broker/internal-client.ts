@@ -18,6 +18,8 @@ export interface InternalPublishOptions {
 export class InternalClient implements Outlet {
   readonly clientId: string
   readonly congested = false
+  /** Handlers acknowledge by resolving, so the window is the broker's own `max_inflight`. */
+  readonly receiveMaximum = 65_535
   readonly #broker: Broker
   readonly #session: Session
   readonly #onMessage: InternalMessageHandler | undefined
@@ -47,8 +49,9 @@ export class InternalClient implements Outlet {
   }
 
   async subscribe(filter: string, qos: QoS = 0): Promise<void> {
-    this.#broker.subscribe(this.#session, filter, qos)
-    await this.#broker.sendRetained(this.#session, [{ filter, qos }])
+    const options = { qos }
+    const isNew = this.#broker.subscribe(this.#session, filter, options)
+    await this.#broker.sendRetained(this.#session, [{ filter, options, isNew }])
   }
 
   unsubscribe(filter: string): void {
@@ -62,7 +65,7 @@ export class InternalClient implements Outlet {
     this.#onClose()
   }
 
-  sendPublish(message: Message, qos: QoS, packetId: number | undefined, retain: boolean): void {
+  sendPublish(message: Message, qos: QoS, packetId: number | undefined, retain: boolean): boolean {
     this.#broker.stats.publishSent++
     const handler = this.#onMessage
     let result: void | Promise<void> = undefined
@@ -71,10 +74,10 @@ export class InternalClient implements Outlet {
     } catch (err) {
       this.#broker.log.error({ err, clientId: this.clientId }, 'internal client handler failed')
     }
-    if (packetId === undefined) return
+    if (packetId === undefined) return true
     if (result === undefined) {
       this.#session.complete(packetId)
-      return
+      return true
     }
     result.then(
       () => this.#session.complete(packetId),
@@ -83,6 +86,7 @@ export class InternalClient implements Outlet {
         this.#broker.log.error({ err, clientId: this.clientId, topic: message.topic }, 'internal client handler rejected a message')
       },
     )
+    return true
   }
 
   sendPubrel(packetId: number): void {

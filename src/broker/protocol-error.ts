@@ -19,6 +19,10 @@ export class ProtocolError extends Error {
 /** MQTT 5 reason codes used by the broker, named as in the specification's table 2-6. */
 export const ReasonCode = {
   Success: 0x00,
+  DisconnectWithWill: 0x04,
+  NoMatchingSubscribers: 0x10,
+  NoSubscriptionExisted: 0x11,
+  ContinueAuthentication: 0x18,
   UnspecifiedError: 0x80,
   MalformedPacket: 0x81,
   ProtocolError: 0x82,
@@ -41,4 +45,11 @@ export const ReasonCode = {
   QuotaExceeded: 0x97,
   PayloadFormatInvalid: 0x99,
   ServerShuttingDown: 0x8b,
+  TopicAliasInvalid: 0x94,
+  AdministrativeAction: 0x98,
+  RetainNotSupported: 0x9a,
+  QoSNotSupported: 0x9b,
+  SharedSubscriptionsNotSupported: 0x9e,
+  SubscriptionIdentifiersNotSupported: 0xa1,
+  WildcardSubscriptionsNotSupported: 0xa2,
 } as const

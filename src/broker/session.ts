@@ -1,4 +1,5 @@
 import { Fifo } from './queue.js'
+import type { SubscriptionOptions } from './subscription-tree.js'
 import type { Message, QoS } from './types.js'
 
 /**
@@ -6,10 +7,16 @@ import type { Message, QoS } from './types.js'
  * The session decides what to send and when; the outlet only encodes and writes.
  */
 export interface Outlet {
-  sendPublish(message: Message, qos: QoS, packetId: number | undefined, retain: boolean, dup: boolean): void
+  /**
+   * Encodes and writes one PUBLISH. Returns false when it was not sent because it is larger than
+   * the client's Maximum Packet Size [MQTT-3.1.2-25], or expired on the way.
+   */
+  sendPublish(message: Message, qos: QoS, packetId: number | undefined, retain: boolean, dup: boolean, subscriptionIds?: readonly number[]): boolean
   sendPubrel(packetId: number): void
   /** True while the transport has more buffered than it should; QoS 0 is dropped then. */
   readonly congested: boolean
+  /** The client's Receive Maximum (MQTT 5): at most this many QoS 1/2 messages unacknowledged [MQTT-3.3.4-9]. */
+  readonly receiveMaximum: number
 }
 
 /**
@@ -32,9 +39,11 @@ export interface SessionLimits {
   queueQos0Messages: boolean
 }
 
+export type DropReason = 'queue-full' | 'congested' | 'expired' | 'too-large'
+
 export interface SessionEvents {
   /** A message was dropped for this session; `first` is true once per full-queue episode. */
-  dropped(session: Session, reason: 'queue-full' | 'congested', first: boolean): void
+  dropped(session: Session, reason: DropReason, first: boolean): void
   /** A PUBLISH was handed to the outlet. */
   sent(session: Session): void
   /** The session stayed above its high-water mark for STALL_MS: publishers are no longer held for it. */
@@ -43,10 +52,14 @@ export interface SessionEvents {
 
 export type AckResult = 'ok' | 'unknown' | 'mismatch'
 
-interface Queued {
+/** One delivery of a message to this session. */
+export interface Queued {
   readonly message: Message
   readonly qos: QoS
   readonly retain: boolean
+  readonly subscriptionIds?: readonly number[] | undefined
+  /** The shared subscription it came through, so it can go to another member if this one leaves. */
+  readonly share?: string | undefined
 }
 
 interface Inflight extends Queued {
@@ -61,10 +74,12 @@ interface Inflight extends Queued {
  */
 export class Session {
   readonly clientId: string
-  /** Clean session (v3) / clean start: discarded when the connection ends. */
+  /** Discarded when the connection ends: clean session (3.1.1) or Session Expiry Interval 0 (MQTT 5). */
   clean: boolean
+  /** Session Expiry Interval in seconds; 0xFFFFFFFF = never (3.1.1 persistent sessions). */
+  expiryInterval = 0
   /** filter -> granted QoS. The broker mirrors these into its subscription tree. */
-  readonly subscriptions = new Map<string, QoS>()
+  readonly subscriptions = new Map<string, SubscriptionOptions>()
   /** Incoming QoS 2 messages held until PUBREL, then published once [MQTT-4.3.3-2]. */
   readonly incomingQos2 = new Map<number, Message>()
   /** Unix ms when an offline session expires; undefined while connected or never. */
@@ -115,8 +130,8 @@ export class Session {
     this.#outlet = outlet
     this.expiresAt = undefined
     for (const [id, f] of this.#inflight) {
-      if (f.state === 'publish') outlet.sendPublish(f.message, f.qos, id, f.retain, true)
-      else outlet.sendPubrel(id)
+      if (f.state === 'pubrel') outlet.sendPubrel(id)
+      else if (!outlet.sendPublish(f.message, f.qos, id, f.retain, true, f.subscriptionIds)) this.#inflight.delete(id)
     }
     this.#pump()
   }
@@ -133,26 +148,76 @@ export class Session {
    * Delivers or queues one message at the QoS already downgraded to the subscription's. Returns
    * true when the session is connected but backed up, so the publisher should be held.
    */
-  deliver(message: Message, qos: QoS, retain: boolean): boolean {
+  deliver(item: Queued): boolean {
     const outlet = this.#outlet
-    if (qos === 0) {
+    if (item.qos === 0) {
       if (outlet !== undefined) {
         if (outlet.congested) {
           this.#events.dropped(this, 'congested', false)
           return false
         }
-        outlet.sendPublish(message, 0, undefined, retain, false)
-        this.#events.sent(this)
+        this.#sendQos0(outlet, item)
         return false
       }
       // Offline: QoS 0 is not part of session state unless the operator asks for it.
       if (!this.#limits.queueQos0Messages) return false
-    } else if (outlet !== undefined && this.#queue.length === 0 && this.#inflight.size < this.#limits.maxInflight) {
-      this.#send(outlet, { message, qos, retain })
+    } else if (outlet !== undefined && this.#queue.length === 0 && this.#inflight.size < this.#window(outlet)) {
+      this.#send(outlet, item)
       return false
     }
-    this.#enqueue({ message, qos, retain })
-    return outlet !== undefined && qos > 0 && this.#backedUp()
+    this.#enqueue(item)
+    return outlet !== undefined && item.qos > 0 && this.#backedUp()
+  }
+
+  /** How fit this session is to take one more message now (for shared subscriptions). */
+  fitness(): 0 | 1 | 2 {
+    const outlet = this.#outlet
+    if (outlet === undefined) return this.clean ? 0 : 1
+    return this.#queue.length === 0 && this.#inflight.size < this.#window(outlet) ? 2 : 1
+  }
+
+  /**
+   * Takes back the messages that came through shared subscriptions and were not yet taken by the
+   * client (queued, or sent without a PUBACK / PUBREC), so the broker can hand them to another
+   * member of the group when this one goes away.
+   */
+  takeShared(): Queued[] {
+    const out: Queued[] = []
+    for (const [id, f] of this.#inflight) {
+      if (f.share !== undefined && f.state === 'publish') {
+        this.#inflight.delete(id)
+        out.push({ message: f.message, qos: f.qos, retain: f.retain, share: f.share })
+      }
+    }
+    if (out.length === 0 && !this.#hasQueuedShared()) return out
+    const keep: Queued[] = []
+    for (const q of this.#queue) (q.share === undefined ? keep : out).push(q)
+    this.#queue.clear()
+    this.#queuedBytes = 0
+    for (const q of keep) {
+      this.#queue.push(q)
+      this.#queuedBytes += q.message.payload.length
+    }
+    return out
+  }
+
+  #hasQueuedShared(): boolean {
+    for (const q of this.#queue) if (q.share !== undefined) return true
+    return false
+  }
+
+  /** Our own cap and the client's Receive Maximum, whichever is lower [MQTT-3.3.4-9]. */
+  #window(outlet: Outlet): number {
+    const max = this.#limits.maxInflight
+    return outlet.receiveMaximum < max ? outlet.receiveMaximum : max
+  }
+
+  /** True when the message's expiry interval ran out before it could be sent [MQTT-3.3.2-5]. */
+  #expired(item: Queued): boolean {
+    const at = item.message.expiresAt
+    if (at === undefined || at > Date.now()) return false
+    this.#events.dropped(this, 'expired', false)
+    return true
   }
 
   /** Holds `publisher` until this session's queue drains (see deliver()). */
@@ -211,6 +276,16 @@ export class Session {
     return 'ok'
   }
 
+  /** An MQTT 5 PUBREC with a failure code: the client refused the message, and the exchange ends. */
+  pubrecFailed(packetId: number): AckResult {
+    const f = this.#inflight.get(packetId)
+    if (f === undefined) return 'unknown'
+    if (f.qos !== 2) return 'mismatch'
+    this.#inflight.delete(packetId)
+    this.#pump()
+    return 'ok'
+  }
+
   /** PUBCOMP ends a QoS 2 delivery; valid only after PUBREC. */
   pubcomp(packetId: number): AckResult {
     const f = this.#inflight.get(packetId)
@@ -257,15 +332,11 @@ export class Session {
     if (outlet === undefined) return
     while (this.#queue.length > 0) {
       const head = this.#queue.peek() as Queued
-      if (head.qos > 0 && this.#inflight.size >= this.#limits.maxInflight) break
+      if (head.qos > 0 && this.#inflight.size >= this.#window(outlet)) break
       this.#queue.shift()
       this.#queuedBytes -= head.message.payload.length
-      if (head.qos === 0) {
-        outlet.sendPublish(head.message, 0, undefined, head.retain, false)
-        this.#events.sent(this)
-      } else {
-        this.#send(outlet, head)
-      }
+      if (head.qos === 0) this.#sendQos0(outlet, head)
+      else this.#send(outlet, head)
     }
     if (this.#full && this.#queue.length * 2 <= this.#limits.maxQueuedMessages) this.#full = false
     if (this.#queue.length * 2 <= this.#highWater) {
@@ -275,11 +346,23 @@ export class Session {
     }
   }
 
+  #sendQos0(outlet: Outlet, item: Queued): void {
+    if (this.#expired(item)) return
+    if (outlet.sendPublish(item.message, 0, undefined, item.retain, false, item.subscriptionIds)) this.#events.sent(this)
+    else this.#events.dropped(this, 'too-large', false)
+  }
+
   #send(outlet: Outlet, item: Queued): void {
+    if (this.#expired(item)) return
     const id = this.#allocateId()
     this.#inflight.set(id, { ...item, state: 'publish' })
-    outlet.sendPublish(item.message, item.qos, id, item.retain, false)
-    this.#events.sent(this)
+    if (outlet.sendPublish(item.message, item.qos, id, item.retain, false, item.subscriptionIds)) {
+      this.#events.sent(this)
+      return
+    }
+    // Too large for this client: dropped for it alone, and its packet id is free again.
+    this.#inflight.delete(id)
+    this.#events.dropped(this, 'too-large', false)
   }
 
   /** Packet ids are 1..65535 and unique among this session's unacknowledged messages [MQTT-2.3.1-2]. */

@@ -6,6 +6,10 @@ export class BrokerStats {
   publishReceived = 0
   publishSent = 0
   publishDropped = 0
+  /** Of the dropped: Message Expiry Interval ran out before delivery. */
+  publishExpired = 0
+  /** Of the dropped: larger than the receiving client's Maximum Packet Size. */
+  publishTooLarge = 0
   bytesReceived = 0
   bytesSent = 0
   connectionsTotal = 0

@@ -34,3 +34,28 @@ export function topicMatches(filter: string, topic: string): boolean {
   }
   return f.length === t.length
 }
+
+/**
+ * Splits a shared subscription filter: `$share/{group}/{filter}` (MQTT 5, section 4.8.2) or
+ * `$queue/{filter}`, EMQX's form with one implicit group. Undefined for any other filter, and for
+ * a `$share` filter that is not well-formed: a group name is non-empty without `/`, `+` or `#`
+ * [MQTT-4.8.2-1] [MQTT-4.8.2-2], and a filter follows it.
+ */
+export function parseSharedFilter(filter: string): { group: string; filter: string } | undefined {
+  if (filter.startsWith('$queue/')) {
+    const rest = filter.slice(7)
+    return rest.length > 0 ? { group: '$queue', filter: rest } : undefined
+  }
+  if (!filter.startsWith('$share/')) return undefined
+  const slash = filter.indexOf('/', 7)
+  if (slash < 0) return undefined
+  const group = filter.slice(7, slash)
+  const rest = filter.slice(slash + 1)
+  if (group.length === 0 || group.includes('+') || group.includes('#') || rest.length === 0) return undefined
+  return { group, filter: rest }
+}
+
+/** A filter that claims to be shared (`$share/...`, `$queue/...`) but is not well-formed. */
+export function isMalformedSharedFilter(filter: string): boolean {
+  return (filter.startsWith('$share/') || filter === '$share' || filter.startsWith('$queue/') || filter === '$queue') && parseSharedFilter(filter) === undefined
+}

@@ -14,8 +14,22 @@ export interface Message {
   readonly payload: Buffer
   readonly qos: QoS
   readonly retain: boolean
-  /** Who published it, for logs and (later) No Local; undefined for internal publishers. */
+  /** Who published it: for logs, No Local [MQTT-3.8.3-3] and shared-subscription hashing. */
   readonly origin?: string
+  /** MQTT 5 properties forwarded to v5 subscribers, dropped for v3 ones. */
+  readonly properties?: MessageProperties
+  /** Unix ms when its Message Expiry Interval runs out; it is not delivered after that [MQTT-3.3.2-5]. */
+  readonly expiresAt?: number
+}
+
+/** The MQTT 5 PUBLISH properties a server passes on unchanged [MQTT-3.3.2-4] [MQTT-3.3.2-15] [MQTT-3.3.2-16] [MQTT-3.3.2-18] [MQTT-3.3.2-20]. */
+export interface MessageProperties {
+  readonly payloadFormatIndicator?: number
+  readonly contentType?: string
+  readonly responseTopic?: string
+  readonly correlationData?: Buffer
+  /** In the order the publisher sent them [MQTT-3.3.2-18]. */
+  readonly userProperties?: ReadonlyArray<readonly [string, string]>
 }
 
 /** What a listener tells the broker about a new stream. */

@@ -17,5 +17,16 @@ export function defaultConfig(): OutpostConfig {
     sysInterval: 10,
     retainAvailable: true,
     persistentClientExpiration: 0,
+    // Mosquitto's values, which MQTT 5 clients and Mosquitto's own test vectors expect.
+    receiveMaximum: 20,
+    topicAliasMaximum: 10,
+    maxPacketSize: 0,
+    maxQos: 2,
+    wildcardSubscriptions: true,
+    subscriptionIdentifiers: true,
+    sharedSubscriptions: true,
+    sharedSubscriptionStrategy: 'round_robin',
+    responseInformation: '',
+    reasonStrings: true,
   }
 }

@@ -66,6 +66,17 @@ export const logLevel: Rule<LogLevel> = {
   accepts: isLogLevel,
 }
 
+/** Any string, empty included (for prefixes and the like, where empty means "none"). */
+export const string: Rule<string> = {
+  expected: 'a string',
+  accepts: (v): v is string => typeof v === 'string',
+}
+
+export const qos: Rule<0 | 1 | 2> = {
+  expected: '0, 1 or 2',
+  accepts: (v): v is 0 | 1 | 2 => v === 0 || v === 1 || v === 2,
+}
+
 export const port = integer(0, 65535)
 export const protocol = oneOf(['mqtt'])
 

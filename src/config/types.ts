@@ -2,6 +2,8 @@
  * The validated, fully-defaulted configuration that the rest of Outpost reads.
  * Keys in the YAML file are the snake_case spelling of these fields.
  */
+import type { ShareStrategy } from '../broker/shared.js'
+
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
 
 /** One network listener. Only plain TCP (`mqtt`) exists so far; TLS and WebSocket arrive with issue 7. */
@@ -33,6 +35,23 @@ export interface OutpostConfig {
   /** Seconds between `$SYS` updates; 0 disables `$SYS`. */
   sysInterval: number
   retainAvailable: boolean
-  /** Seconds after which an offline persistent session is dropped; 0 = never. */
+  /** Seconds after which an offline persistent session is dropped; 0 = never. Also caps an MQTT 5 Session Expiry Interval. */
   persistentClientExpiration: number
+  /** MQTT 5: unacknowledged incoming QoS 1/2 messages a client may have (Receive Maximum in CONNACK). */
+  receiveMaximum: number
+  /** MQTT 5: topic aliases a client may set (Topic Alias Maximum in CONNACK); 0 = none. */
+  topicAliasMaximum: number
+  /** Largest packet accepted from a client, in bytes (Maximum Packet Size in CONNACK); 0 = the protocol limit. */
+  maxPacketSize: number
+  /** Highest QoS the broker takes and grants (Maximum QoS in CONNACK). */
+  maxQos: 0 | 1 | 2
+  wildcardSubscriptions: boolean
+  subscriptionIdentifiers: boolean
+  sharedSubscriptions: boolean
+  /** How a shared subscription picks the member that gets each message. */
+  sharedSubscriptionStrategy: ShareStrategy
+  /** MQTT 5 Response Information for clients that ask: this prefix followed by the client id; empty = none. */
+  responseInformation: string
+  /** MQTT 5: explain refusals and disconnections with a Reason String. */
+  reasonStrings: boolean
 }

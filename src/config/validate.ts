@@ -9,10 +9,14 @@ import {
   mismatch,
   MQTT_MAX_PACKET_SIZE,
   nonEmptyString,
+  oneOf,
   port,
+  qos,
+  string,
   protocol,
   type Rule,
 } from './rules.js'
+import { SHARE_STRATEGIES } from '../broker/shared.js'
 import { suggest } from './suggest.js'
 import type { ListenerConfig, OutpostConfig } from './types.js'
 
@@ -96,6 +100,16 @@ const TOP_LEVEL_FIELDS: Readonly<Record<string, FieldSpec<OutpostConfig>>> = {
   sys_interval: scalar(counter, (c, v) => { c.sysInterval = v }),
   retain_available: scalar(boolean, (c, v) => { c.retainAvailable = v }),
   persistent_client_expiration: scalar(counter, (c, v) => { c.persistentClientExpiration = v }),
+  receive_maximum: scalar(integer(1, 65535), (c, v) => { c.receiveMaximum = v }),
+  topic_alias_maximum: scalar(integer(0, 65535), (c, v) => { c.topicAliasMaximum = v }),
+  max_packet_size: scalar(integer(0, MQTT_MAX_PACKET_SIZE + 5), (c, v) => { c.maxPacketSize = v }),
+  max_qos: scalar(qos, (c, v) => { c.maxQos = v }),
+  wildcard_subscriptions: scalar(boolean, (c, v) => { c.wildcardSubscriptions = v }),
+  subscription_identifiers: scalar(boolean, (c, v) => { c.subscriptionIdentifiers = v }),
+  shared_subscriptions: scalar(boolean, (c, v) => { c.sharedSubscriptions = v }),
+  shared_subscription_strategy: scalar(oneOf(SHARE_STRATEGIES), (c, v) => { c.sharedSubscriptionStrategy = v }),
+  response_information: scalar(string, (c, v) => { c.responseInformation = v }),
+  reason_strings: scalar(boolean, (c, v) => { c.reasonStrings = v }),
 }
 
 /** Every top-level key the config file accepts. */

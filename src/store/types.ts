@@ -1,11 +1,15 @@
-import type { Message, QoS } from '../broker/types.js'
+import type { SubscriptionOptions } from '../broker/subscription-tree.js'
+import type { Message } from '../broker/types.js'
 
 /** What survives of a persistent session while its client is away (subscriptions, expiry). */
 export interface SessionRecord {
   readonly clientId: string
-  readonly subscriptions: ReadonlyArray<{ readonly filter: string; readonly qos: QoS }>
+  /** Filters with their options (QoS, and for MQTT 5 No Local, Retain As Published, Retain Handling, Subscription Identifier). */
+  readonly subscriptions: ReadonlyArray<SubscriptionOptions & { readonly filter: string }>
   /** Unix time in ms after which the session may be discarded; undefined = never. */
-  readonly expiresAt?: number
+  expiresAt?: number
+  /** Session Expiry Interval in seconds (0xFFFFFFFF = never); undefined in records from before MQTT 5. */
+  readonly expiryInterval?: number
 }
 
 /**

@@ -26,11 +26,15 @@ export function handlePuback(conn: Connection, packet: IPubackPacket, raw: Buffe
   check(session.puback(id), packet, id)
 }
 
-/** PUBREC: answer PUBREL [MQTT-4.3.3-1], also for an id we no longer hold, so the client can finish. */
+/**
+ * PUBREC: answer PUBREL [MQTT-4.3.3-1], also for an id we no longer hold, so the client can finish.
+ * An MQTT 5 PUBREC with a failure code (0x80 and up) ends the exchange there (section 4.3.3).
+ */
 export function handlePubrec(conn: Connection, packet: IPubrecPacket, raw: Buffer): void {
   const { id, session } = begin(conn, packet, raw)
-  check(session.pubrec(id), packet, id)
-  conn.sendPubrel(id)
+  const failed = (packet.reasonCode ?? 0) >= 0x80
+  check(failed ? session.pubrecFailed(id) : session.pubrec(id), packet, id)
+  if (!failed) conn.sendPubrel(id)
 }
 
 /** PUBCOMP ends a QoS 2 delivery; an unknown id is ignored. */

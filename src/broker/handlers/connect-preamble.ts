@@ -1,6 +1,5 @@
 import type { Connection } from '../connection.js'
 import { ProtocolError } from '../protocol-error.js'
-import type { ProtocolVersion } from '../types.js'
 
 /**
  * Reads the start of the first packet before mqtt-packet decodes it. Returns the bytes to decode,
@@ -24,7 +23,7 @@ export function checkConnectPreamble(conn: Connection, raw: Buffer): Buffer | un
   const level = levelByte & 0x7f
 
   if (name === 'MQIsdp') {
-    if (level !== 3) return refuseVersion(conn, 4, level)
+    if (level !== 3) return refuseVersion(conn, level)
     conn.setVersion(3)
     // MQTT 3.1 reserved neither the CONNECT header flags nor bit 0 of the connect flags, and
     // Mosquitto ignores both there; clear them so the 3.1.1 rules of the decoder do not apply.
@@ -42,22 +41,16 @@ export function checkConnectPreamble(conn: Connection, raw: Buffer): Buffer | un
     conn.fail(new ProtocolError(`unknown protocol name ${JSON.stringify(name)}`, 0x82, 'MQTT-3.1.2-1'))
     return undefined
   }
-  if (level === 4) {
-    conn.setVersion(4)
+  if (level === 4 || level === 5) {
+    conn.setVersion(level)
     return raw
   }
-  if (level === 5) return refuseVersion(conn, 5, level)
-  return refuseVersion(conn, 4, level)
+  return refuseVersion(conn, level)
 }
 
-/** CONNACK "unacceptable protocol version" in the client's own dialect, then close [MQTT-3.1.2-2]. */
-function refuseVersion(conn: Connection, answerAs: ProtocolVersion, level: number): undefined {
-  conn.setVersion(answerAs)
-  if (answerAs === 5) {
-    conn.write({ cmd: 'connack', sessionPresent: false, reasonCode: 0x84 })
-  } else {
-    conn.write({ cmd: 'connack', sessionPresent: false, returnCode: 0x01 })
-  }
+/** CONNACK "unacceptable protocol version" (0x01, in the 3.1.1 form every client reads), then close [MQTT-3.1.2-2]. */
+function refuseVersion(conn: Connection, level: number): undefined {
+  conn.write({ cmd: 'connack', sessionPresent: false, returnCode: 0x01 })
   conn.log.info({ ...conn.logContext(), level }, 'refused CONNECT with unsupported protocol level')
   conn.close(`unsupported protocol level ${level}`, false)
   return undefined

@@ -1,52 +1,122 @@
-import type { IPublishPacket } from 'mqtt-packet'
 import type { Connection } from '../connection.js'
-import { ProtocolError } from '../protocol-error.js'
+import { ProtocolError, ReasonCode } from '../protocol-error.js'
 import { isValidTopicName } from '../topics.js'
 import type { Message } from '../types.js'
 import { isValidMqttString } from '../utf8.js'
+import type { Publish5 } from '../v5/decode.js'
+import { messageProperties } from './connect.js'
 import { assertPacketId } from './wire.js'
+
+const utf8 = new TextDecoder('utf-8', { fatal: true })
 
 /**
  * PUBLISH from a client: validate, then route (QoS 0/1) or hold until PUBREL (QoS 2), and
  * acknowledge. Messages refused by policy (size, `$SYS`) are acknowledged and dropped, as
- * Mosquitto does, so the client does not retry them forever.
+ * Mosquitto does, so the client does not retry them forever; an MQTT 5 client learns why
+ * from the reason code.
  */
-export function handlePublish(conn: Connection, packet: IPublishPacket, raw: Buffer): void {
-  const { topic, qos } = packet
-  // Topic names are well-formed UTF-8 without U+0000 [MQTT-1.5.3-1] [MQTT-1.5.3-2].
-  if (!isValidMqttString(topic, raw)) throw new ProtocolError('topic is not valid UTF-8', 0x81, 'MQTT-1.5.3-1')
-  // Non-empty [MQTT-4.7.3-1] and without wildcards [MQTT-3.3.2-2].
-  if (!isValidTopicName(topic)) throw new ProtocolError(`invalid topic name ${JSON.stringify(topic)}`, 0x90, 'MQTT-3.3.2-2')
-  // DUP must be 0 for QoS 0 [MQTT-3.3.1-2].
-  if (qos === 0 && packet.dup) throw new ProtocolError('DUP set on a QoS 0 PUBLISH', 0x81, 'MQTT-3.3.1-2')
+export function handlePublish(conn: Connection, packet: Publish5, raw: Buffer): void {
+  const { qos } = packet
+  const v5 = conn.version === 5
+  const props = packet.props ?? {}
+  let topic = packet.topic
+  if (v5) {
+    topic = (conn.inAliases as NonNullable<Connection['inAliases']>).resolve(topic, props.topicAlias)
+    // Wildcards are not allowed in a topic name [MQTT-3.3.2-2]; Mosquitto's vectors want 0x81.
+    if (!isValidTopicName(topic)) throw new ProtocolError(`invalid topic name ${JSON.stringify(topic)}`, 0x81, 'MQTT-3.3.2-2')
+    // The Response Topic is a topic name too [MQTT-3.3.2-14].
+    if (props.responseTopic !== undefined && !isValidTopicName(props.responseTopic)) {
+      throw new ProtocolError('Response Topic is not a valid topic name', 0x82, 'MQTT-3.3.2-14')
+    }
+    checkServerLimits(conn, packet)
+  } else {
+    // Topic names are well-formed UTF-8 without U+0000 [MQTT-1.5.3-1] [MQTT-1.5.3-2].
+    if (!isValidMqttString(topic, raw)) throw new ProtocolError('topic is not valid UTF-8', 0x81, 'MQTT-1.5.3-1')
+    // Non-empty [MQTT-4.7.3-1] and without wildcards [MQTT-3.3.2-2].
+    if (!isValidTopicName(topic)) throw new ProtocolError(`invalid topic name ${JSON.stringify(topic)}`, 0x90, 'MQTT-3.3.2-2')
+    // DUP must be 0 for QoS 0 [MQTT-3.3.1-2].
+    if (qos === 0 && packet.dup) throw new ProtocolError('DUP set on a QoS 0 PUBLISH', 0x81, 'MQTT-3.3.1-2')
+  }
   const id = qos > 0 ? assertPacketId(packet) : 0
   const session = conn.session
   if (session === undefined) throw new ProtocolError('PUBLISH without a session')
 
   const broker = conn.broker
   const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
-  let accepted = true
+  broker.stats.publishReceived++
+  const refusal = refusalOf(conn, topic, payload, props.payloadFormatIndicator)
+  if (refusal !== undefined) {
+    if (qos > 0) conn.ack(qos === 1 ? 0x40 : 0x50, id, refusal.code, refusal.reason)
+    return
+  }
+
+  const expiry = props.messageExpiryInterval
+  const properties = v5 ? messageProperties(props) : undefined
+  const message: Message = {
+    topic,
+    payload,
+    qos,
+    retain: packet.retain,
+    origin: conn.clientId,
+    // An interval of 0 is taken as none, as Mosquitto does.
+    ...(expiry === undefined || expiry === 0 ? {} : { expiresAt: Date.now() + expiry * 1000 }),
+    ...(properties === undefined ? {} : { properties }),
+  }
+  if (qos === 2) {
+    // Held until PUBREL; a retransmission with the same id is acknowledged again but published
+    // only once [MQTT-4.3.3-2].
+    if (!session.incomingQos2.has(id)) session.incomingQos2.set(id, message)
+    conn.ack(0x50, id)
+    return
+  }
+  const { matched } = broker.publish(message, conn)
+  // PUBACK after the message is routed [MQTT-4.3.2-2]; MQTT 5 says when nobody got it (0x10).
+  if (qos === 1) conn.ack(0x40, id, matched || !v5 ? 0 : ReasonCode.NoMatchingSubscribers)
+}
+
+/**
+ * Limits an MQTT 5 client was told in CONNACK; breaking one ends the connection with its code:
+ * QoS above Maximum QoS [MQTT-3.2.2-11], retain when Retain Available is 0 [MQTT-3.2.2-14], and
+ * more unacknowledged QoS 2 messages than our Receive Maximum [MQTT-3.3.4-7].
+ */
+function checkServerLimits(conn: Connection, packet: Publish5): void {
+  const config = conn.broker.config
+  if (packet.qos > config.maxQos) throw new ProtocolError(`PUBLISH QoS ${packet.qos} above Maximum QoS ${config.maxQos}`, ReasonCode.QoSNotSupported, 'MQTT-3.2.2-11')
+  if (packet.retain && !config.retainAvailable) throw new ProtocolError('retained PUBLISH, but Retain Available is 0', ReasonCode.RetainNotSupported, 'MQTT-3.2.2-14')
+  const incoming = conn.session?.incomingQos2
+  if (packet.qos === 2 && incoming !== undefined && incoming.size >= config.receiveMaximum && !incoming.has(packet.messageId ?? 0)) {
+    throw new ProtocolError(`more than Receive Maximum ${config.receiveMaximum} QoS 2 messages unacknowledged`, ReasonCode.ReceiveMaximumExceeded, 'MQTT-3.3.4-7')
+  }
+}
+
+/** A message the broker takes but does not route, with the reason code an MQTT 5 client gets. */
+function refusalOf(conn: Connection, topic: string, payload: Buffer, payloadFormat: number | undefined): { code: number; reason: string } | undefined {
+  const broker = conn.broker
   const limit = broker.config.messageSizeLimit
   if (limit > 0 && payload.length > limit) {
     conn.log.warn({ topic, size: payload.length, limit }, 'dropped PUBLISH larger than message_size_limit')
     broker.stats.publishDropped++
-    accepted = false
-  } else if (topic.startsWith('$SYS')) {
+    return { code: ReasonCode.QuotaExceeded, reason: `payload of ${payload.length} bytes exceeds message_size_limit ${limit}` }
+  }
+  if (topic.startsWith('$SYS')) {
     // $SYS belongs to the broker; a client must not be able to fake its statistics.
     conn.log.debug({ topic }, 'dropped client PUBLISH to $SYS')
-    accepted = false
+    return { code: 0, reason: '' }
   }
-  broker.stats.publishReceived++
+  if (payloadFormat === 1 && !isUtf8(payload)) {
+    // Marked as UTF-8 but is not (section 3.3.2.3.2): refused with 0x99, as Mosquitto does.
+    conn.log.info({ topic }, 'dropped PUBLISH whose payload is marked UTF-8 but is not')
+    broker.stats.publishDropped++
+    return { code: ReasonCode.PayloadFormatInvalid, reason: 'payload is marked UTF-8 but is not valid UTF-8' }
+  }
+  return undefined
+}
 
-  const message: Message = { topic, payload, qos, retain: packet.retain, origin: conn.clientId }
-  if (qos === 2) {
-    // Held until PUBREL; a retransmission with the same id is acknowledged again but published
-    // only once [MQTT-4.3.3-2].
-    if (accepted && !session.incomingQos2.has(id)) session.incomingQos2.set(id, message)
-    conn.write({ cmd: 'pubrec', messageId: id })
-    return
+function isUtf8(b: Buffer): boolean {
+  try {
+    utf8.decode(b)
+    return true
+  } catch {
+    return false
   }
-  if (accepted) broker.publish(message, conn)
-  // PUBACK after the message is routed [MQTT-4.3.2-2].
-  if (qos === 1) conn.write({ cmd: 'puback', messageId: id })
 }

@@ -17,5 +17,5 @@ export function handlePubrel(conn: Connection, packet: IPubrelPacket, raw: Buffe
     session.incomingQos2.delete(id)
     conn.broker.publish(message, conn)
   }
-  conn.write({ cmd: 'pubcomp', messageId: id })
+  conn.ack(0x70, id)
 }

@@ -1,0 +1,120 @@
+import type { Message, QoS } from '../types.js'
+import { PropertyWriter, varintSize } from './properties.js'
+
+/** What differs between deliveries of one message to v5 clients. */
+export interface Delivery5 {
+  readonly qos: QoS
+  readonly packetId: number | undefined
+  readonly retain: boolean
+  readonly dup: boolean
+  /** Seconds of Message Expiry Interval left [MQTT-3.3.2-6]; undefined when the message has none. */
+  readonly expiry: number | undefined
+  /** Topic Alias to send; with `sendTopic` false the topic name is left empty [MQTT-3.3.2-12]. */
+  readonly alias: number | undefined
+  readonly sendTopic: boolean
+  /** Subscription Identifiers of the matching subscriptions [MQTT-3.3.4-3]. */
+  readonly subscriptionIds: readonly number[] | undefined
+}
+
+/** The parts of a v5 PUBLISH that are the same for every delivery, built once per message. */
+interface Template {
+  readonly topic: Buffer
+  readonly props: Buffer
+}
+
+/**
+ * Encodes MQTT 5 PUBLISH packets. The topic bytes and the forwarded properties are encoded once per
+ * message (cached on the message object) and the payload is shared, so a delivery costs one small
+ * head buffer, as on the 3.1.1 path.
+ */
+export class PublishEncoder5 {
+  readonly #templates = new WeakMap<Message, Template>()
+
+  /** Size in bytes of the whole packet, to compare with the client's Maximum Packet Size [MQTT-3.1.2-24]. */
+  size(message: Message, d: Delivery5): number {
+    const rl = this.#remainingLength(this.#template(message), message, d)
+    return 1 + varintSize(rl) + rl
+  }
+
+  /** The packet as a head and the payload it shares with every other delivery. */
+  encode(message: Message, d: Delivery5): [Buffer, Buffer] {
+    const t = this.#template(message)
+    const perDelivery = perDeliveryProps(d)
+    const propsLength = perDelivery.length + t.props.length
+    const rl = this.#remainingLength(t, message, d)
+    const topicLength = d.sendTopic ? t.topic.length : 0
+    const headLength = 1 + varintSize(rl) + 2 + topicLength + (d.qos > 0 ? 2 : 0) + varintSize(propsLength) + propsLength
+    const head = Buffer.allocUnsafe(headLength)
+    let at = 0
+    head[at++] = 0x30 | (d.dup ? 0x08 : 0) | (d.qos << 1) | (d.retain ? 0x01 : 0)
+    at = writeVarint(head, at, rl)
+    head.writeUInt16BE(topicLength, at)
+    at += 2
+    if (d.sendTopic) at += t.topic.copy(head, at)
+    if (d.qos > 0) {
+      head.writeUInt16BE(d.packetId ?? 0, at)
+      at += 2
+    }
+    at = writeVarint(head, at, propsLength)
+    at += perDelivery.bytes().copy(head, at)
+    t.props.copy(head, at)
+    return [head, message.payload]
+  }
+
+  #remainingLength(t: Template, message: Message, d: Delivery5): number {
+    const propsLength = perDeliveryLength(d) + t.props.length
+    return 2 + (d.sendTopic ? t.topic.length : 0) + (d.qos > 0 ? 2 : 0) + varintSize(propsLength) + propsLength + message.payload.length
+  }
+
+  #template(message: Message): Template {
+    let t = this.#templates.get(message)
+    if (t === undefined) {
+      t = { topic: Buffer.from(message.topic, 'utf8'), props: forwardedProps(message) }
+      this.#templates.set(message, t)
+    }
+    return t
+  }
+}
+
+/** The properties passed on unchanged, User Properties in the publisher's order [MQTT-3.3.2-18]. */
+function forwardedProps(message: Message): Buffer {
+  const p = message.properties
+  if (p === undefined) return EMPTY
+  const w = new PropertyWriter()
+  if (p.payloadFormatIndicator !== undefined) w.byte(0x01, p.payloadFormatIndicator)
+  if (p.contentType !== undefined) w.string(0x03, p.contentType)
+  if (p.responseTopic !== undefined) w.string(0x08, p.responseTopic)
+  if (p.correlationData !== undefined) w.binary(0x09, p.correlationData)
+  for (const [name, value] of p.userProperties ?? []) w.pair(0x26, name, value)
+  return w.length === 0 ? EMPTY : w.bytes()
+}
+
+function perDeliveryProps(d: Delivery5): PropertyWriter {
+  const w = new PropertyWriter()
+  if (d.expiry !== undefined) w.u32(0x02, d.expiry)
+  if (d.alias !== undefined) w.u16(0x23, d.alias)
+  for (const id of d.subscriptionIds ?? []) w.varint(0x0b, id)
+  return w
+}
+
+function perDeliveryLength(d: Delivery5): number {
+  let n = 0
+  if (d.expiry !== undefined) n += 5
+  if (d.alias !== undefined) n += 3
+  for (const id of d.subscriptionIds ?? []) n += 1 + varintSize(id)
+  return n
+}
+
+function writeVarint(buf: Buffer, at: number, value: number): number {
+  let v = value
+  let pos = at
+  do {
+    let byte = v % 128
+    v = Math.floor(v / 128)
+    if (v > 0) byte |= 0x80
+    buf[pos++] = byte
+  } while (v > 0)
+  return pos
+}
+
+const EMPTY = Buffer.alloc(0)
