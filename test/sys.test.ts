@@ -20,6 +20,7 @@ test('$SYS/broker topics with Mosquitto names, retained, refreshed every sys_int
     'version', 'uptime', 'clients/connected', 'clients/disconnected', 'clients/total', 'clients/maximum',
     'messages/received', 'messages/sent', 'bytes/received', 'bytes/sent', 'publish/messages/received',
     'publish/messages/sent', 'publish/messages/dropped', 'subscriptions/count', 'retained messages/count',
+    'publish/messages/expired', 'publish/messages/too-large', 'wills/delayed',
     'load/messages/received/1min', 'load/bytes/sent/15min', 'load/connections/5min',
   ]) {
     assert.ok(values.has(`$SYS/broker/${key}`), `missing $SYS/broker/${key}`)

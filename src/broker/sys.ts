@@ -86,6 +86,10 @@ export class SysPublisher {
       'publish/messages/received': s.publishReceived,
       'publish/messages/sent': s.publishSent,
       'publish/messages/dropped': s.publishDropped,
+      // Outpost's own: the part of the dropped ones that MQTT 5 limits account for.
+      'publish/messages/expired': s.publishExpired,
+      'publish/messages/too-large': s.publishTooLarge,
+      'wills/delayed': b.pendingWillCount,
       'bytes/received': s.bytesReceived,
       'bytes/sent': s.bytesSent,
       'subscriptions/count': b.subscriptionCount,

@@ -39,12 +39,10 @@ export class PublishEncoder5 {
   /** The packet as a head and the payload it shares with every other delivery. */
   encode(message: Message, d: Delivery5): [Buffer, Buffer] {
     const t = this.#template(message)
-    const perDelivery = perDeliveryProps(d)
-    const propsLength = perDelivery.length + t.props.length
+    const propsLength = perDeliveryLength(d) + t.props.length
     const rl = this.#remainingLength(t, message, d)
     const topicLength = d.sendTopic ? t.topic.length : 0
-    const headLength = 1 + varintSize(rl) + 2 + topicLength + (d.qos > 0 ? 2 : 0) + varintSize(propsLength) + propsLength
-    const head = Buffer.allocUnsafe(headLength)
+    const head = Buffer.allocUnsafe(1 + varintSize(rl) + rl - message.payload.length)
     let at = 0
     head[at++] = 0x30 | (d.dup ? 0x08 : 0) | (d.qos << 1) | (d.retain ? 0x01 : 0)
     at = writeVarint(head, at, rl)
@@ -56,7 +54,21 @@ export class PublishEncoder5 {
       at += 2
     }
     at = writeVarint(head, at, propsLength)
-    at += perDelivery.bytes().copy(head, at)
+    // Per-delivery properties are written in place: this runs once per message per subscriber.
+    if (d.expiry !== undefined) {
+      head[at++] = 0x02
+      head.writeUInt32BE(d.expiry, at)
+      at += 4
+    }
+    if (d.alias !== undefined) {
+      head[at++] = 0x23
+      head.writeUInt16BE(d.alias, at)
+      at += 2
+    }
+    for (const id of d.subscriptionIds ?? []) {
+      head[at++] = 0x0b
+      at = writeVarint(head, at, id)
+    }
     t.props.copy(head, at)
     return [head, message.payload]
   }
@@ -87,14 +99,6 @@ function forwardedProps(message: Message): Buffer {
   if (p.correlationData !== undefined) w.binary(0x09, p.correlationData)
   for (const [name, value] of p.userProperties ?? []) w.pair(0x26, name, value)
   return w.length === 0 ? EMPTY : w.bytes()
-}
-
-function perDeliveryProps(d: Delivery5): PropertyWriter {
-  const w = new PropertyWriter()
-  if (d.expiry !== undefined) w.u32(0x02, d.expiry)
-  if (d.alias !== undefined) w.u16(0x23, d.alias)
-  for (const id of d.subscriptionIds ?? []) w.varint(0x0b, id)
-  return w
 }
 
 function perDeliveryLength(d: Delivery5): number {
