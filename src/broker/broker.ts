@@ -444,10 +444,11 @@ export class Broker {
   #sweepTimers(): void {
     const now = Date.now()
     for (const conn of this.#connections) {
-      if (conn.state === 'new' && now - conn.lastSeen > CONNECT_TIMEOUT_MS) {
-        conn.close('no CONNECT within 10 s', false)
+      if ((conn.state === 'new' || conn.state === 'connecting') && now - conn.lastSeen > CONNECT_TIMEOUT_MS) {
+        // Also a client that stops halfway through an enhanced authentication exchange.
+        conn.close(conn.state === 'new' ? 'no CONNECT within 10 s' : 'authentication not finished within 10 s', false)
       } else if (conn.state === 'open' && conn.keepalive > 0 && !conn.held && now - conn.lastSeen > conn.keepalive * 1500) {
-        // Silent for one and a half keepalive periods [MQTT-3.1.2-22].
+        // Silent for one and a half keepalive periods: [MQTT-3.1.2-24] in 3.1.1, [MQTT-3.1.2-22] in 5.0.
         conn.log.info({ keepalive: conn.keepalive }, 'keepalive timeout')
         conn.close('keepalive timeout', true, ReasonCode.KeepAliveTimeout)
       }

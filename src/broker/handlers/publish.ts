@@ -52,15 +52,16 @@ export function handlePublish(conn: Connection, packet: Publish5, raw: Buffer): 
 
   const expiry = props.messageExpiryInterval
   const properties = v5 ? messageProperties(props) : undefined
+  // Every message has the same fields, present or undefined, so V8 sees one object shape on the hot path.
   const message: Message = {
     topic,
     payload,
     qos,
     retain: packet.retain,
     origin: conn.clientId,
+    properties,
     // An interval of 0 is taken as none, as Mosquitto does.
-    ...(expiry === undefined || expiry === 0 ? {} : { expiresAt: Date.now() + expiry * 1000 }),
-    ...(properties === undefined ? {} : { properties }),
+    expiresAt: expiry === undefined || expiry === 0 ? undefined : Date.now() + expiry * 1000,
   }
   if (qos === 2) {
     // Held until PUBREL; a retransmission with the same id is acknowledged again but published

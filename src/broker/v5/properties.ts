@@ -109,6 +109,8 @@ const SPECS = new Map<number, Spec>([
   [0x2a, spec('sharedSubscriptionAvailable', 'byte', [])],
 ])
 
+const NO_PROPERTIES: Properties = Object.freeze({})
+
 /** Byte-valued properties that may only be 0 or 1. */
 const BOOLEAN_BYTES = new Set<Key>(['payloadFormatIndicator', 'requestProblemInformation', 'requestResponseInformation'])
 
@@ -127,6 +129,8 @@ const MALFORMED_WHEN_DISALLOWED = new Set<PropertyContext>(['subscribe', 'unsubs
  */
 export function readProperties(r: ByteReader, context: PropertyContext): Properties {
   const length = r.varint('property length')
+  // Most packets carry none: no reader, no list, one shared empty object (nobody writes to it).
+  if (length === 0) return NO_PROPERTIES
   const end = r.pos + length
   if (end > r.end) throw new ProtocolError(`property length ${length} runs past the end of the packet`, 0x81)
   const sub = r.slice(end)
