@@ -104,10 +104,11 @@ export function parseConnack(buf: Buffer, start: number, length: number, version
   const packet = Buffer.concat([header, encodeVarint(length), buf.subarray(start, start + length)]);
   let parsed: Packet | undefined;
   let error: unknown;
-  const p = parser({ protocolVersion: 5 });
-  p.on('packet', (packet: Packet) => (parsed = packet));
-  p.on('error', (err: unknown) => (error = err));
-  p.parse(packet);
+  const v5 = parser({ protocolVersion: 5 });
+  v5.on('packet', (decoded: Packet) => (parsed = decoded));
+  v5.on('error', (err: unknown) => (error = err));
+  // Synchronous: 'packet' or 'error' has fired by the time parse() returns.
+  v5.parse(packet);
   if (parsed?.cmd !== 'connack') {
     throw new MalformedFrameError(`unparsable MQTT 5 CONNACK${error instanceof Error ? `: ${error.message}` : ''}`);
   }
