@@ -7,7 +7,7 @@ import type { Publish5 } from '../v5/decode.js'
 import { messageProperties } from './connect.js'
 import { assertPacketId } from './wire.js'
 
-const utf8 = new TextDecoder('utf-8', { fatal: true })
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
 
 /**
  * PUBLISH from a client: validate, then route (QoS 0/1) or hold until PUBREL (QoS 2), and

@@ -1,6 +1,7 @@
 import { ProtocolError } from '../protocol-error.js'
 
-const utf8 = new TextDecoder('utf-8', { fatal: true })
+// ignoreBOM: a leading U+FEFF is part of the string and must not be stripped [MQTT-1.5.4-3].
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
 
 // U+0000 is forbidden [MQTT-1.5.4-2]; U+0001..U+001F and U+007F..U+009F are "SHOULD NOT"
 // (section 1.5.4), and Mosquitto refuses them, as the 3.1.1 path does (utf8.ts).
@@ -61,7 +62,7 @@ export class ByteReader {
       if ((byte & 0x80) === 0) return value
       multiplier *= 128
     }
-    throw new ProtocolError(`${what}: variable byte integer longer than 4 bytes`, 0x81, 'MQTT-1.5.5-1')
+    throw new ProtocolError(`${what}: variable byte integer longer than 4 bytes`, 0x81)
   }
 
   binary(what: string): Buffer {
