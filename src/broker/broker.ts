@@ -380,13 +380,10 @@ export class Broker {
   }
 
   #redistributeShared(session: Session): void {
-    for (const item of session.takeShared()) {
-      const group = this.#tree.sharedGroup(item.share as string)
-      if (group === undefined || !this.#deliverShared(group, item.message, session.clientId)) {
-        // No other member can take it: it stays with this session.
-        session.deliver(item)
-      }
-    }
+    session.releaseShared((item) => {
+      const group = item.share === undefined ? undefined : this.#tree.sharedGroup(item.share)
+      return group !== undefined && this.#deliverShared(group, item.message, session.clientId)
+    })
   }
 
   /**
@@ -444,12 +441,14 @@ export class Broker {
   #sweepTimers(): void {
     const now = Date.now()
     for (const conn of this.#connections) {
-      if ((conn.state === 'new' || conn.state === 'connecting') && now - conn.lastSeen > CONNECT_TIMEOUT_MS) {
-        // Also a client that stops halfway through an enhanced authentication exchange.
+      const live = conn.state === 'open' || conn.state === 'connecting'
+      if ((conn.state === 'new' || (conn.state === 'connecting' && conn.keepalive === 0)) && now - conn.lastSeen > CONNECT_TIMEOUT_MS) {
+        // Also a client without keepalive that stops halfway through an enhanced authentication.
         conn.close(conn.state === 'new' ? 'no CONNECT within 10 s' : 'authentication not finished within 10 s', false)
-      } else if (conn.state === 'open' && conn.keepalive > 0 && !conn.held && now - conn.lastSeen > conn.keepalive * 1500) {
+      } else if (live && conn.keepalive > 0 && !conn.held && now - conn.lastSeen > conn.keepalive * 1500) {
         // Silent for one and a half keepalive periods: [MQTT-3.1.2-24] in 3.1.1, [MQTT-3.1.2-22] in 5.0.
         conn.log.info({ keepalive: conn.keepalive }, 'keepalive timeout')
+        // Before CONNACK (an unfinished AUTH exchange) there is no DISCONNECT to send [MQTT-3.14.0-1].
         conn.close('keepalive timeout', true, ReasonCode.KeepAliveTimeout)
       }
     }

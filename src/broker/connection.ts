@@ -212,8 +212,10 @@ export class Connection implements Outlet, Throttle {
     let expiry: number | undefined
     if (message.expiresAt !== undefined) {
       const left = message.expiresAt - Date.now()
-      if (left <= 0) return false
-      expiry = Math.ceil(left / 1000)
+      // A resend (DUP) continues a delivery that had started, which expiry does not stop
+      // (section 3.3.2.3.3); it goes out with no lifetime left.
+      if (left <= 0 && !dup) return false
+      expiry = left <= 0 ? 0 : Math.ceil(left / 1000)
     }
     const aliases = this.#outAliases
     const known = aliases?.peek(message.topic)
@@ -351,8 +353,8 @@ export class Connection implements Outlet, Throttle {
     let packet: Packet | Packet5
     if (this.version === 5) {
       if (((raw[0] as number) >> 4) === 15 && this.auth === undefined) {
-        // AUTH without an Authentication Method in CONNECT, whatever else is wrong with it [MQTT-4.12.0-6].
-        this.fail(new ProtocolError('AUTH without an Authentication Method in CONNECT', 0x82, 'MQTT-4.12.0-6'))
+        // AUTH without an Authentication Method in CONNECT, whatever else is wrong with it [MQTT-4.12.0-7].
+        this.fail(new ProtocolError('AUTH without an Authentication Method in CONNECT', 0x82, 'MQTT-4.12.0-7'))
         return
       }
       try {

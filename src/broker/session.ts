@@ -130,8 +130,13 @@ export class Session {
     this.#outlet = outlet
     this.expiresAt = undefined
     for (const [id, f] of this.#inflight) {
-      if (f.state === 'pubrel') outlet.sendPubrel(id)
-      else if (!outlet.sendPublish(f.message, f.qos, id, f.retain, true, f.subscriptionIds)) this.#inflight.delete(id)
+      if (f.state === 'pubrel') {
+        outlet.sendPubrel(id)
+      } else if (!outlet.sendPublish(f.message, f.qos, id, f.retain, true, f.subscriptionIds)) {
+        // Only a client whose new Maximum Packet Size is smaller than the message gets here.
+        this.#inflight.delete(id)
+        this.#events.dropped(this, 'too-large', false)
+      }
     }
     this.#pump()
   }
@@ -177,28 +182,25 @@ export class Session {
   }
 
   /**
-   * Takes back the messages that came through shared subscriptions and were not yet taken by the
-   * client (queued, or sent without a PUBACK / PUBREC), so the broker can hand them to another
-   * member of the group when this one goes away.
+   * Offers the messages that came through shared subscriptions and that the client has not taken
+   * to another member of their group, as this one goes away: those still queued, and QoS 1 ones
+   * sent without a PUBACK. A QoS 2 PUBLISH already sent stays: only this client may complete it
+   * [MQTT-4.8.2-4] [MQTT-4.8.2-5]. `route` returns true when another member took the message; a
+   * message nobody else can take stays here, unchanged (same packet id, DUP on resend).
    */
-  takeShared(): Queued[] {
-    const out: Queued[] = []
+  releaseShared(route: (item: Queued) => boolean): void {
     for (const [id, f] of this.#inflight) {
-      if (f.share !== undefined && f.state === 'publish') {
-        this.#inflight.delete(id)
-        out.push({ message: f.message, qos: f.qos, retain: f.retain, share: f.share })
-      }
+      if (f.share !== undefined && f.state === 'publish' && f.qos === 1 && route(f)) this.#inflight.delete(id)
     }
-    if (out.length === 0 && !this.#hasQueuedShared()) return out
+    if (!this.#hasQueuedShared()) return
     const keep: Queued[] = []
-    for (const q of this.#queue) (q.share === undefined ? keep : out).push(q)
+    for (const q of this.#queue) if (q.share === undefined || !route(q)) keep.push(q)
     this.#queue.clear()
     this.#queuedBytes = 0
     for (const q of keep) {
       this.#queue.push(q)
       this.#queuedBytes += q.message.payload.length
     }
-    return out
   }
 
   #hasQueuedShared(): boolean {

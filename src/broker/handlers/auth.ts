@@ -10,6 +10,8 @@ export interface AuthState {
   exchange: EnhancedAuthExchange
   /** The CONNECT waiting for the exchange to succeed; undefined once connected. */
   pending: PendingConnect | undefined
+  /** An exchange (at CONNECT or a re-authentication) is waiting for the client's next AUTH. */
+  active: boolean
 }
 
 const CONTINUE = 0x18
@@ -24,18 +26,18 @@ export async function startEnhancedAuth(conn: Connection, pending: PendingConnec
   if (m === undefined) return refuse(conn, 'badAuthMethod', `authentication method ${JSON.stringify(method)} is not supported`)
   const { packet, clientId } = pending
   const exchange = m.start({ clientId, username: packet.username, password: packet.password, remote: conn.remote, data })
-  conn.auth = { method, exchange, pending }
+  conn.auth = { method, exchange, pending, active: true }
   await step(conn, conn.auth, data)
 }
 
 /**
  * AUTH from a client: the next step of the exchange CONNECT began, or a re-authentication once
  * connected (0x19) [MQTT-4.12.1-1]. Without an Authentication Method in CONNECT the client may not
- * send AUTH at all [MQTT-4.12.0-6]; the method may not change [MQTT-4.12.1-1].
+ * send AUTH at all [MQTT-4.12.0-7]; the method may not change [MQTT-4.12.1-1].
  */
 export async function handleAuth(conn: Connection, packet: Auth5): Promise<void> {
   const auth = conn.auth
-  if (auth === undefined) throw new ProtocolError('AUTH without an Authentication Method in CONNECT', 0x82, 'MQTT-4.12.0-6')
+  if (auth === undefined) throw new ProtocolError('AUTH without an Authentication Method in CONNECT', 0x82, 'MQTT-4.12.0-7')
   const props = packet.props ?? {}
   if (props.authenticationMethod !== auth.method) throw new ProtocolError('AUTH with a different Authentication Method', 0x82, 'MQTT-4.12.1-1')
   const connecting = auth.pending !== undefined
@@ -44,8 +46,12 @@ export async function handleAuth(conn: Connection, packet: Auth5): Promise<void>
     const m = conn.broker.hooks.enhancedAuth?.get(auth.method)
     if (m === undefined) throw new ProtocolError('Authentication Method no longer supported', ReasonCode.NotAuthorized)
     auth.exchange = m.start({ clientId: conn.clientId, username: conn.username, password: undefined, remote: conn.remote, data: props.authenticationData })
-  } else if (!connecting && packet.reasonCode !== CONTINUE) {
+    auth.active = true
+  } else if (packet.reasonCode !== CONTINUE) {
     throw new ProtocolError('AUTH with reason code 0x00 from a client', 0x82)
+  } else if (!auth.active) {
+    // 0x18 answers a challenge; with no exchange under way there is none to answer (section 4.12).
+    throw new ProtocolError('AUTH 0x18 outside an authentication exchange', 0x82)
   }
   await step(conn, auth, props.authenticationData)
 }
@@ -60,6 +66,7 @@ async function step(conn: Connection, auth: AuthState, data: Buffer | undefined)
       conn.write({ cmd: 'auth', reasonCode: CONTINUE, properties: { authenticationMethod: auth.method, authenticationData: outcome.data } })
       return
     case 'success':
+      auth.active = false
       if (pending !== undefined) {
         auth.pending = undefined
         completeConnect(conn, pending, { method: auth.method, data: outcome.data })
