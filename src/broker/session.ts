@@ -357,7 +357,8 @@ export class Session {
   #send(outlet: Outlet, item: Queued): void {
     if (this.#expired(item)) return
     const id = this.#allocateId()
-    this.#inflight.set(id, { ...item, state: 'publish' })
+    // Spelled out rather than spread: this runs once per QoS 1/2 delivery.
+    this.#inflight.set(id, { message: item.message, qos: item.qos, retain: item.retain, subscriptionIds: item.subscriptionIds, share: item.share, state: 'publish' })
     if (outlet.sendPublish(item.message, item.qos, id, item.retain, false, item.subscriptionIds)) {
       this.#events.sent(this)
       return

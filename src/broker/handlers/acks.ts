@@ -2,13 +2,12 @@ import type { IPubackPacket, IPubcompPacket, IPubrecPacket } from 'mqtt-packet'
 import type { Connection } from '../connection.js'
 import { ProtocolError } from '../protocol-error.js'
 import type { AckResult, Session } from '../session.js'
-import { assertLength, assertPacketId } from './wire.js'
+import { assertPacketId } from './wire.js'
 
 type Ack = IPubackPacket | IPubrecPacket | IPubcompPacket
 
-/** Shared checks: exact length (v3/v4), non-zero id, an open session. */
-function begin(conn: Connection, packet: Ack, raw: Buffer): { id: number; session: Session } {
-  if (conn.version !== 5) assertLength(packet, raw, 4)
+/** Shared checks (the decoders checked the length): non-zero id, an open session. */
+function begin(conn: Connection, packet: Ack): { id: number; session: Session } {
   const id = assertPacketId(packet)
   const session = conn.session
   if (session === undefined) throw new ProtocolError(`${packet.cmd} without a session`)
@@ -21,8 +20,8 @@ function check(result: AckResult, packet: Ack, id: number): void {
 }
 
 /** PUBACK ends a QoS 1 delivery [MQTT-4.3.2-2]; an unknown id is ignored. */
-export function handlePuback(conn: Connection, packet: IPubackPacket, raw: Buffer): void {
-  const { id, session } = begin(conn, packet, raw)
+export function handlePuback(conn: Connection, packet: IPubackPacket): void {
+  const { id, session } = begin(conn, packet)
   check(session.puback(id), packet, id)
 }
 
@@ -30,15 +29,15 @@ export function handlePuback(conn: Connection, packet: IPubackPacket, raw: Buffe
  * PUBREC: answer PUBREL [MQTT-4.3.3-1], also for an id we no longer hold, so the client can finish.
  * An MQTT 5 PUBREC with a failure code (0x80 and up) ends the exchange there (section 4.3.3).
  */
-export function handlePubrec(conn: Connection, packet: IPubrecPacket, raw: Buffer): void {
-  const { id, session } = begin(conn, packet, raw)
+export function handlePubrec(conn: Connection, packet: IPubrecPacket): void {
+  const { id, session } = begin(conn, packet)
   const failed = (packet.reasonCode ?? 0) >= 0x80
   check(failed ? session.pubrecFailed(id) : session.pubrec(id), packet, id)
   if (!failed) conn.sendPubrel(id)
 }
 
 /** PUBCOMP ends a QoS 2 delivery; an unknown id is ignored. */
-export function handlePubcomp(conn: Connection, packet: IPubcompPacket, raw: Buffer): void {
-  const { id, session } = begin(conn, packet, raw)
+export function handlePubcomp(conn: Connection, packet: IPubcompPacket): void {
+  const { id, session } = begin(conn, packet)
   check(session.pubcomp(id), packet, id)
 }

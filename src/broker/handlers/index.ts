@@ -28,15 +28,15 @@ export function dispatch(conn: Connection, packet: Packet | Packet5, raw: Buffer
   }
   switch (packet.cmd) {
     case 'publish':
-      return handlePublish(conn, packet, raw)
+      return handlePublish(conn, packet)
     case 'puback':
-      return handlePuback(conn, packet, raw)
+      return handlePuback(conn, packet)
     case 'pubrec':
-      return handlePubrec(conn, packet, raw)
+      return handlePubrec(conn, packet)
     case 'pubrel':
-      return handlePubrel(conn, packet, raw)
+      return handlePubrel(conn, packet)
     case 'pubcomp':
-      return handlePubcomp(conn, packet, raw)
+      return handlePubcomp(conn, packet)
     case 'subscribe':
       return handleSubscribe(conn, packet, raw)
     case 'unsubscribe':

@@ -2,7 +2,6 @@ import type { Connection } from '../connection.js'
 import { ProtocolError, ReasonCode } from '../protocol-error.js'
 import { isValidTopicName } from '../topics.js'
 import type { Message } from '../types.js'
-import { isValidMqttString } from '../utf8.js'
 import type { Publish5 } from '../v5/decode.js'
 import { messageProperties } from './connect.js'
 import { assertPacketId } from './wire.js'
@@ -15,7 +14,7 @@ const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
  * Mosquitto does, so the client does not retry them forever; an MQTT 5 client learns why
  * from the reason code.
  */
-export function handlePublish(conn: Connection, packet: Publish5, raw: Buffer): void {
+export function handlePublish(conn: Connection, packet: Publish5): void {
   const { qos } = packet
   const v5 = conn.version === 5
   const props = packet.props ?? {}
@@ -30,8 +29,7 @@ export function handlePublish(conn: Connection, packet: Publish5, raw: Buffer): 
     }
     checkServerLimits(conn, packet)
   } else {
-    // Topic names are well-formed UTF-8 without U+0000 [MQTT-1.5.3-1] [MQTT-1.5.3-2].
-    if (!isValidMqttString(topic, raw)) throw new ProtocolError('topic is not valid UTF-8', 0x81, 'MQTT-1.5.3-1')
+    // The decoder checked the topic is well-formed UTF-8 without U+0000 [MQTT-1.5.3-1] [MQTT-1.5.3-2].
     // Non-empty [MQTT-4.7.3-1] and without wildcards [MQTT-3.3.2-2].
     if (!isValidTopicName(topic)) throw new ProtocolError(`invalid topic name ${JSON.stringify(topic)}`, 0x90, 'MQTT-3.3.2-2')
     // DUP must be 0 for QoS 0 [MQTT-3.3.1-2].

@@ -1,14 +1,13 @@
 import type { IPubrelPacket } from 'mqtt-packet'
 import type { Connection } from '../connection.js'
 import { ProtocolError } from '../protocol-error.js'
-import { assertLength, assertPacketId } from './wire.js'
+import { assertPacketId } from './wire.js'
 
 /**
  * PUBREL releases an incoming QoS 2 message: it is published now, once, and the id forgotten
  * [MQTT-4.3.3-2]. PUBCOMP is sent whether or not the id was held, so a retried PUBREL completes.
  */
-export function handlePubrel(conn: Connection, packet: IPubrelPacket, raw: Buffer): void {
-  if (conn.version !== 5) assertLength(packet, raw, 4)
+export function handlePubrel(conn: Connection, packet: IPubrelPacket): void {
   const id = assertPacketId(packet)
   const session = conn.session
   if (session === undefined) throw new ProtocolError('PUBREL without a session')

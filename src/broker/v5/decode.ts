@@ -14,7 +14,7 @@ import type {
 } from 'mqtt-packet'
 import { ProtocolError } from '../protocol-error.js'
 import type { QoS } from '../types.js'
-import { readProperties, type Properties } from './properties.js'
+import { NO_PROPERTIES, readProperties, type Properties } from './properties.js'
 import { ByteReader } from './reader.js'
 
 /**
@@ -135,26 +135,30 @@ function publish(r: ByteReader, flags: number): Publish5 {
   if (qos === 3) throw new ProtocolError('PUBLISH with QoS 3', 0x81, 'MQTT-3.3.1-4')
   if (qos === 0 && dup) throw new ProtocolError('DUP set on a QoS 0 PUBLISH', 0x81, 'MQTT-3.3.1-2')
   const topic = r.string('topic name')
-  const packet: Publish5 = { cmd: 'publish', topic, qos: qos as QoS, dup, retain: (flags & 0x01) !== 0, payload: Buffer.alloc(0) }
+  let messageId: number | undefined
   if (qos > 0) {
-    const id = r.u16('packet identifier')
-    if (id === 0) throw new ProtocolError('PUBLISH with packet identifier 0', 0x82, 'MQTT-2.2.1-3')
-    packet.messageId = id
+    messageId = r.u16('packet identifier')
+    if (messageId === 0) throw new ProtocolError('PUBLISH with packet identifier 0', 0x82, 'MQTT-2.2.1-3')
   }
-  packet.props = readProperties(r, 'publish')
-  packet.payload = r.rest()
-  return packet
+  const props = readProperties(r, 'publish')
+  return { cmd: 'publish', topic, qos: qos as QoS, dup, retain: (flags & 0x01) !== 0, messageId, props, payload: r.rest() }
 }
 
 function ack(r: ByteReader, type: number): Ack5 {
   const cmd = type === 4 ? 'puback' : type === 5 ? 'pubrec' : type === 6 ? 'pubrel' : 'pubcomp'
+  if (r.remaining === 2) {
+    // The usual form, a bare packet id (success): one ack per QoS 1 message, so kept short.
+    const messageId = r.u16('packet identifier')
+    if (messageId === 0) throw new ProtocolError(`${cmd} with packet identifier 0`, 0x82, 'MQTT-2.2.1-3')
+    return { cmd, messageId, reasonCode: 0, props: NO_PROPERTIES }
+  }
   const messageId = r.u16('packet identifier')
   if (messageId === 0) throw new ProtocolError(`${cmd} with packet identifier 0`, 0x82, 'MQTT-2.2.1-3')
   // Reason code and properties may be left out when they are 0 and empty (section 3.4.2.1).
   const reasonCode = r.remaining > 0 ? r.u8('reason code') : 0
   const allowed = type === 6 || type === 7 ? REL_CODES : ACK_CODES
   if (!allowed.has(reasonCode)) throw new ProtocolError(`${cmd} with reason code 0x${reasonCode.toString(16)}`, 0x82)
-  const props = r.remaining > 0 ? readProperties(r, cmd) : {}
+  const props = r.remaining > 0 ? readProperties(r, cmd) : NO_PROPERTIES
   return { cmd, messageId, reasonCode, props }
 }
 
@@ -195,13 +199,13 @@ function unsubscribe(r: ByteReader): Unsubscribe5 {
 function disconnect(r: ByteReader): Disconnect5 {
   const reasonCode = r.remaining > 0 ? r.u8('reason code') : 0
   if (!DISCONNECT_CODES.has(reasonCode)) throw new ProtocolError(`DISCONNECT with reason code 0x${reasonCode.toString(16)}`, 0x82)
-  const props = r.remaining > 0 ? readProperties(r, 'disconnect') : {}
+  const props = r.remaining > 0 ? readProperties(r, 'disconnect') : NO_PROPERTIES
   return { cmd: 'disconnect', reasonCode, props }
 }
 
 function auth(r: ByteReader): Auth5 {
   const reasonCode = r.remaining > 0 ? r.u8('reason code') : 0
   if (!AUTH_CODES.has(reasonCode)) throw new ProtocolError(`AUTH with reason code 0x${reasonCode.toString(16)}`, 0x82)
-  const props = r.remaining > 0 ? readProperties(r, 'auth') : {}
+  const props = r.remaining > 0 ? readProperties(r, 'auth') : NO_PROPERTIES
   return { cmd: 'auth', reasonCode, props }
 }

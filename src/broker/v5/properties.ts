@@ -109,7 +109,8 @@ const SPECS = new Map<number, Spec>([
   [0x2a, spec('sharedSubscriptionAvailable', 'byte', [])],
 ])
 
-const NO_PROPERTIES: Properties = Object.freeze({})
+/** An empty property block; shared, so nobody may write to it. */
+export const NO_PROPERTIES: Properties = Object.freeze({})
 
 /** Byte-valued properties that may only be 0 or 1. */
 const BOOLEAN_BYTES = new Set<Key>(['payloadFormatIndicator', 'requestProblemInformation', 'requestResponseInformation'])
@@ -273,4 +274,17 @@ export function encodeVarint(value: number): Buffer {
 
 export function varintSize(value: number): number {
   return value < 128 ? 1 : value < 16_384 ? 2 : value < 2_097_152 ? 3 : 4
+}
+
+/** Writes a variable byte integer into `buf` at `at`; returns the position after it. */
+export function writeVarint(buf: Buffer, at: number, value: number): number {
+  let v = value
+  let pos = at
+  do {
+    let byte = v % 128
+    v = Math.floor(v / 128)
+    if (v > 0) byte |= 0x80
+    buf[pos++] = byte
+  } while (v > 0)
+  return pos
 }

@@ -1,5 +1,5 @@
 import type { Message, QoS } from '../types.js'
-import { PropertyWriter, varintSize } from './properties.js'
+import { PropertyWriter, varintSize, writeVarint } from './properties.js'
 
 /** What differs between deliveries of one message to v5 clients. */
 export interface Delivery5 {
@@ -16,16 +16,17 @@ export interface Delivery5 {
   readonly subscriptionIds: readonly number[] | undefined
 }
 
-/** The parts of a v5 PUBLISH that are the same for every delivery, built once per message. */
+/** The parts of a v5 PUBLISH that are the same for every delivery. */
 interface Template {
-  readonly topic: Buffer
+  readonly topicLength: number
   readonly props: Buffer
 }
 
 /**
- * Encodes MQTT 5 PUBLISH packets. The topic bytes and the forwarded properties are encoded once per
- * message (cached on the message object) and the payload is shared, so a delivery costs one small
- * head buffer, as on the 3.1.1 path.
+ * Encodes MQTT 5 PUBLISH packets. The forwarded properties are encoded once per message (cached
+ * by message) and the payload is shared, so a delivery costs one small head buffer, as on the
+ * 3.1.1 path. Messages without properties, the common case, skip the cache: a WeakMap entry per
+ * message costs the garbage collector more than writing the topic again.
  */
 export class PublishEncoder5 {
   readonly #templates = new WeakMap<Message, Template>()
@@ -41,14 +42,14 @@ export class PublishEncoder5 {
     const t = this.#template(message)
     const propsLength = perDeliveryLength(d) + t.props.length
     const rl = this.#remainingLength(t, message, d)
-    const topicLength = d.sendTopic ? t.topic.length : 0
+    const topicLength = d.sendTopic ? t.topicLength : 0
     const head = Buffer.allocUnsafe(1 + varintSize(rl) + rl - message.payload.length)
     let at = 0
     head[at++] = 0x30 | (d.dup ? 0x08 : 0) | (d.qos << 1) | (d.retain ? 0x01 : 0)
     at = writeVarint(head, at, rl)
     head.writeUInt16BE(topicLength, at)
     at += 2
-    if (d.sendTopic) at += t.topic.copy(head, at)
+    if (d.sendTopic) at += head.write(message.topic, at, 'utf8')
     if (d.qos > 0) {
       head.writeUInt16BE(d.packetId ?? 0, at)
       at += 2
@@ -75,13 +76,14 @@ export class PublishEncoder5 {
 
   #remainingLength(t: Template, message: Message, d: Delivery5): number {
     const propsLength = perDeliveryLength(d) + t.props.length
-    return 2 + (d.sendTopic ? t.topic.length : 0) + (d.qos > 0 ? 2 : 0) + varintSize(propsLength) + propsLength + message.payload.length
+    return 2 + (d.sendTopic ? t.topicLength : 0) + (d.qos > 0 ? 2 : 0) + varintSize(propsLength) + propsLength + message.payload.length
   }
 
   #template(message: Message): Template {
+    if (message.properties === undefined) return { topicLength: Buffer.byteLength(message.topic, 'utf8'), props: EMPTY }
     let t = this.#templates.get(message)
     if (t === undefined) {
-      t = { topic: Buffer.from(message.topic, 'utf8'), props: forwardedProps(message) }
+      t = { topicLength: Buffer.byteLength(message.topic, 'utf8'), props: forwardedProps(message) }
       this.#templates.set(message, t)
     }
     return t
@@ -107,18 +109,6 @@ function perDeliveryLength(d: Delivery5): number {
   if (d.alias !== undefined) n += 3
   for (const id of d.subscriptionIds ?? []) n += 1 + varintSize(id)
   return n
-}
-
-function writeVarint(buf: Buffer, at: number, value: number): number {
-  let v = value
-  let pos = at
-  do {
-    let byte = v % 128
-    v = Math.floor(v / 128)
-    if (v > 0) byte |= 0x80
-    buf[pos++] = byte
-  } while (v > 0)
-  return pos
 }
 
 const EMPTY = Buffer.alloc(0)
