@@ -15,6 +15,7 @@ import { describe, test, type TestContext } from 'node:test'
 import { connect, type IClientOptions, type IClientPublishOptions, type MqttClient } from 'mqtt'
 import type { IPublishPacket, QoS } from 'mqtt-packet'
 import { startOutpost, type OutpostProcess } from './helpers/outpost-process.js'
+import { waitOn } from './helpers/wait.js'
 
 const WAIT_MS = 5_000
 
@@ -72,21 +73,7 @@ class Inbox {
 
   /** Resolves once `check` returns a value, re-checked on every message. */
   until<T>(check: () => T | undefined, what: string, timeoutMs = WAIT_MS): Promise<T> {
-    return new Promise((resolve, reject) => {
-      const onMessage = (): void => {
-        const value = check()
-        if (value === undefined) return
-        clearTimeout(timer)
-        this.#events.off('message', onMessage)
-        resolve(value)
-      }
-      const timer = setTimeout(() => {
-        this.#events.off('message', onMessage)
-        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; got ${JSON.stringify(this.messages)}`))
-      }, timeoutMs)
-      this.#events.on('message', onMessage)
-      onMessage()
-    })
+    return waitOn(this.#events, 'message', check, timeoutMs, () => `${what}; got ${JSON.stringify(this.messages)}`)
   }
 
   waitFor(match: (m: Received) => boolean, what: string): Promise<Received> {

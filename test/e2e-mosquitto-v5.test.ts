@@ -6,47 +6,16 @@
  * %D correlation data, %E message expiry, %F payload format, %A topic alias, %S subscription
  * identifier; each empty when the property is absent).
  *
- * mosquitto_sub block-buffers stdout into a pipe, so it runs under `stdbuf -oL` (an exec wrapper:
- * the pid is mosquitto_sub's own) and with `-d`, whose "Subscribed" line tells us the SUBACK is in.
- * "Nothing else arrived" is checked with a sentinel published afterwards on the same path.
+ * The mosquitto_sub/pub process helpers are in helpers/mosquitto-clients.ts. "Nothing else
+ * arrived" is checked with a sentinel published afterwards on the same path.
  */
 import * as assert from 'node:assert/strict'
-import { spawn, type ChildProcess } from 'node:child_process'
-import { randomUUID } from 'node:crypto'
-import { EventEmitter } from 'node:events'
-import { accessSync, constants } from 'node:fs'
-import { delimiter, join } from 'node:path'
-import { createInterface } from 'node:readline'
 import { describe, test, type TestContext } from 'node:test'
-import { startOutpost, type ExitResult, type LogRecord, type OutpostProcess } from './helpers/outpost-process.js'
-
-const WAIT_MS = 5_000
-
-function onPath(command: string): string | undefined {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    const file = join(dir, command)
-    try {
-      accessSync(file, constants.X_OK)
-      return file
-    } catch {
-      // not in this directory
-    }
-  }
-  return undefined
-}
-
-const TOOLS = { sub: onPath('mosquitto_sub'), pub: onPath('mosquitto_pub'), stdbuf: onPath('stdbuf') }
-
-/** CI installs these; a missing tool is a failure with instructions, never a silent skip. */
-function requireTools(): { sub: string; pub: string; stdbuf: string } {
-  const { sub, pub, stdbuf } = TOOLS
-  assert.ok(sub !== undefined && pub !== undefined, 'mosquitto_sub/mosquitto_pub not found on PATH: install them (Debian/Ubuntu: apt-get install mosquitto-clients)')
-  assert.ok(stdbuf !== undefined, 'stdbuf not found on PATH: install coreutils')
-  return { sub, pub, stdbuf }
-}
+import { MosquittoSub, mosquittoPub as runPub, uniqueId as unique, WAIT_MS, type SubMessage as BaseMessage } from './helpers/mosquitto-clients.js'
+import { startOutpost, type LogRecord, type OutpostProcess } from './helpers/outpost-process.js'
 
 function uniqueId(name: string): string {
-  return `e2e5-${name}-${randomUUID().slice(0, 8)}`
+  return unique(name, 'e2e5')
 }
 
 /** The v5 properties mosquitto_sub can print, by the name used in the assertions. */
@@ -61,13 +30,9 @@ const PROPS = [
   ['subscriptionId', 'S'],
 ] as const
 
-interface SubMessage {
-  qos: number
-  retain: boolean
-  topic: string
+interface SubMessage extends BaseMessage {
   /** The properties present on the PUBLISH, as mosquitto_sub printed them. */
   props: Record<string, string>
-  payload: string
 }
 
 /** `-F` format: one line per message, marked so it cannot be confused with `-d` debug lines. */
@@ -84,111 +49,14 @@ function parseMessage(line: string): SubMessage | undefined {
   return { qos: Number(qos), retain: retain === '1', topic: topic ?? '', props, payload: rest.join('|') }
 }
 
-/** A running mosquitto_sub, with its stdout read line by line. */
-class MosquittoSub {
-  readonly child: ChildProcess
-  readonly lines: string[] = []
-  readonly messages: SubMessage[] = []
-  readonly exited: Promise<ExitResult>
-  stderr = ''
-  readonly #events = new EventEmitter()
-  #exit: ExitResult | undefined
-
-  constructor(child: ChildProcess) {
-    this.child = child
-    const stdout = child.stdout
-    if (stdout === null) throw new Error('mosquitto_sub must have piped stdout')
-    child.stderr?.setEncoding('utf8').on('data', (s: string) => {
-      this.stderr += s
-    })
-    createInterface({ input: stdout, crlfDelay: Infinity }).on('line', (line) => {
-      this.lines.push(line)
-      const m = parseMessage(line)
-      if (m !== undefined) this.messages.push(m)
-      this.#events.emit('change')
-    })
-    this.exited = new Promise((resolve) => {
-      child.once('close', (code: number | null, signal: NodeJS.Signals | null) => {
-        this.#exit = { code, signal }
-        this.#events.emit('change')
-        resolve(this.#exit)
-      })
-    })
-  }
-
-  /**
-   * Starts `mosquitto_sub -V mqttv5 -d -F ... args` against `broker`; killed after the test. With
-   * `waitSubscribed` it resolves once the SUBACK (one for all `-t` filters) is in.
-   */
-  static async start(t: TestContext, broker: OutpostProcess, args: readonly string[], waitSubscribed = true): Promise<MosquittoSub> {
-    const tools = requireTools()
-    const child = spawn(tools.stdbuf, ['-oL', tools.sub, '-h', broker.host, '-p', String(broker.port), '-V', 'mqttv5', '-d', '-F', FORMAT, '-W', '20', ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    const sub = new MosquittoSub(child)
-    t.after(() => sub.kill('SIGKILL'))
-    if (waitSubscribed) await sub.waitUntil(() => sub.lines.some((l) => l.startsWith('Subscribed ')), 'SUBACK')
-    return sub
-  }
-
-  waitUntil(check: () => boolean, what: string, timeoutMs = WAIT_MS): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const onChange = (): void => {
-        if (check()) {
-          done()
-          resolve()
-        } else if (this.#exit !== undefined) {
-          done()
-          reject(new Error(`mosquitto_sub exited (${JSON.stringify(this.#exit)}) before ${what}; stdout: ${this.lines.join('\n')} stderr: ${this.stderr}`))
-        }
-      }
-      const done = (): void => {
-        clearTimeout(timer)
-        this.#events.off('change', onChange)
-      }
-      const timer = setTimeout(() => {
-        done()
-        reject(new Error(`no ${what} from mosquitto_sub within ${timeoutMs} ms; stdout: ${this.lines.join('\n')} stderr: ${this.stderr}`))
-      }, timeoutMs)
-      this.#events.on('change', onChange)
-      onChange()
-    })
-  }
-
-  async waitForMessage(match: (m: SubMessage) => boolean, what: string, timeoutMs = WAIT_MS): Promise<SubMessage> {
-    let found: SubMessage | undefined
-    await this.waitUntil(() => (found = this.messages.find(match)) !== undefined, what, timeoutMs)
-    if (found === undefined) throw new Error(`unreachable: ${what} matched and vanished`)
-    return found
-  }
-
-  /** Messages other than the sentinel. */
-  get received(): SubMessage[] {
-    return this.messages.filter((m) => m.payload !== 'sentinel')
-  }
-
-  async kill(signal: NodeJS.Signals): Promise<ExitResult> {
-    if (this.#exit !== undefined) return this.#exit
-    this.child.kill(signal)
-    return this.exited
-  }
+/** `mosquitto_sub -V mqttv5 -d -F FORMAT args`; see MosquittoSub.start. */
+function startSub(t: TestContext, broker: OutpostProcess, args: readonly string[], waitSubscribed = true): Promise<MosquittoSub<SubMessage>> {
+  return MosquittoSub.start(t, broker, { args: ['-V', 'mqttv5'], format: FORMAT, parse: parseMessage }, args, waitSubscribed)
 }
 
-/** Runs `mosquitto_pub -V 5 ...args` to completion (feeding `input` on stdin) and asserts it succeeded. */
-async function mosquittoPub(broker: OutpostProcess, args: readonly string[], input?: string): Promise<void> {
-  const tools = requireTools()
-  const child = spawn(tools.pub, ['-h', broker.host, '-p', String(broker.port), '-V', '5', ...args], { stdio: ['pipe', 'pipe', 'pipe'] })
-  let output = ''
-  child.stdout.setEncoding('utf8').on('data', (s: string) => { output += s })
-  child.stderr.setEncoding('utf8').on('data', (s: string) => { output += s })
-  // Read only with -l; otherwise closed at once.
-  child.stdin.end(input ?? '')
-  const timer = setTimeout(() => child.kill('SIGKILL'), WAIT_MS)
-  const [code] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => {
-    child.once('close', (c: number | null, s: NodeJS.Signals | null) => resolve([c, s]))
-  })
-  clearTimeout(timer)
-  assert.equal(code, 0, `mosquitto_pub ${args.join(' ')} failed: ${output}`)
+/** `mosquitto_pub -V 5 args` to completion (feeding `input` on stdin), asserted to succeed. */
+function mosquittoPub(broker: OutpostProcess, args: readonly string[], input?: string): Promise<void> {
+  return runPub(broker, ['-V', '5', ...args], input)
 }
 
 function connectLines(broker: OutpostProcess, clientId: string): LogRecord[] {
@@ -206,7 +74,7 @@ describe('e2e: mosquitto_pub / mosquitto_sub -V 5 against the outpost binary', (
       const broker = await startOutpost(t)
       const subId = uniqueId(`sub-q${qos}`)
       const pubId = uniqueId(`pub-q${qos}`)
-      const sub = await MosquittoSub.start(t, broker, ['-i', subId, '-q', String(qos), '-t', 'v5/rt'])
+      const sub = await startSub(t, broker, ['-i', subId, '-q', String(qos), '-t', 'v5/rt'])
       await mosquittoPub(broker, ['-i', pubId, '-q', String(qos), '-t', 'v5/rt', '-m', `hello ${qos}`])
       const m = await sub.waitForMessage((x) => x.topic === 'v5/rt', 'the message')
       assert.deepEqual(m, { qos, retain: false, topic: 'v5/rt', props: {}, payload: `hello ${qos}` })
@@ -219,7 +87,7 @@ describe('e2e: mosquitto_pub / mosquitto_sub -V 5 against the outpost binary', (
 
   test('user properties from -D PUBLISH user-property arrive unaltered and in order, repeated names included [MQTT-3.3.2-17] [MQTT-3.3.2-18]', async (t) => {
     const broker = await startOutpost(t)
-    const sub = await MosquittoSub.start(t, broker, ['-q', '1', '-t', 'v5/up'])
+    const sub = await startSub(t, broker, ['-q', '1', '-t', 'v5/up'])
     const pairs = [['zeta', '1'], ['alpha', '2'], ['zeta', '3'], ['mid', 'x=y']]
     await mosquittoPub(broker, ['-q', '1', '-t', 'v5/up', '-m', 'with props', ...pairs.flatMap(([k, v]) => ['-D', 'PUBLISH', 'user-property', k ?? '', v ?? ''])])
     const m = await sub.waitForMessage((x) => x.topic === 'v5/up', 'the message')
@@ -229,7 +97,7 @@ describe('e2e: mosquitto_pub / mosquitto_sub -V 5 against the outpost binary', (
 
   test('content type, response topic, correlation data and payload format indicator pass through unaltered [MQTT-3.3.2-4] [MQTT-3.3.2-15] [MQTT-3.3.2-16] [MQTT-3.3.2-20]', async (t) => {
     const broker = await startOutpost(t)
-    const sub = await MosquittoSub.start(t, broker, ['-q', '2', '-t', 'v5/req'])
+    const sub = await startSub(t, broker, ['-q', '2', '-t', 'v5/req'])
     await mosquittoPub(broker, [
       '-q', '2', '-t', 'v5/req', '-m', '{"cmd":"ping"}',
       '-D', 'PUBLISH', 'content-type', 'application/json',
@@ -251,7 +119,7 @@ describe('e2e: mosquitto_pub / mosquitto_sub -V 5 against the outpost binary', (
     const broker = await startOutpost(t)
     const id = uniqueId('expiry')
     const args = ['-c', '-x', '60', '-i', id, '-q', '1', '-t', 'v5/exp']
-    const first = await MosquittoSub.start(t, broker, args)
+    const first = await startSub(t, broker, args)
     await mosquittoPub(broker, ['-q', '1', '-t', 'v5/exp', '-m', 'live', '-D', 'PUBLISH', 'message-expiry-interval', '10'])
     const live = await first.waitForMessage((x) => x.payload === 'live', 'the live message')
     const left = Number(live.props.messageExpiry)
@@ -265,7 +133,7 @@ describe('e2e: mosquitto_pub / mosquitto_sub -V 5 against the outpost binary', (
     // Waiting out the 1 s lifetime is the point of the test; a little over, not a guess at a race.
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, publishedAt + 1_200 - Date.now())))
 
-    const again = await MosquittoSub.start(t, broker, args, false)
+    const again = await startSub(t, broker, args, false)
     await again.waitUntil(() => again.lines.some((l) => l.startsWith('Subscribed ')), 'SUBACK')
     await mosquittoPub(broker, ['-q', '1', '-t', 'v5/exp', '-m', 'sentinel'])
     await again.waitForMessage((x) => x.payload === 'sentinel', 'sentinel')
@@ -276,12 +144,12 @@ describe('e2e: mosquitto_pub / mosquitto_sub -V 5 against the outpost binary', (
 
   test('retained with -r: a later subscriber gets it with the retain flag and its properties [MQTT-3.3.1-8] [MQTT-3.3.2-17]', async (t) => {
     const broker = await startOutpost(t)
-    const live = await MosquittoSub.start(t, broker, ['-q', '1', '-t', 'v5/ret'])
+    const live = await startSub(t, broker, ['-q', '1', '-t', 'v5/ret'])
     await mosquittoPub(broker, ['-q', '1', '-r', '-t', 'v5/ret', '-m', 'kept', '-D', 'PUBLISH', 'user-property', 'source', 'sensor-7', '-D', 'PUBLISH', 'content-type', 'text/plain'])
     const props = { userProperties: 'source:sensor-7', contentType: 'text/plain' }
     // An existing subscriber gets the live publish with retain 0 [MQTT-3.3.1-9].
     assert.deepEqual(await live.waitForMessage((x) => x.topic === 'v5/ret', 'live retained publish'), { qos: 1, retain: false, topic: 'v5/ret', props, payload: 'kept' })
-    const late = await MosquittoSub.start(t, broker, ['-q', '1', '-t', 'v5/ret'])
+    const late = await startSub(t, broker, ['-q', '1', '-t', 'v5/ret'])
     assert.deepEqual(await late.waitForMessage((x) => x.topic === 'v5/ret', 'retained message'), { qos: 1, retain: true, topic: 'v5/ret', props, payload: 'kept' })
   })
 
@@ -289,13 +157,13 @@ describe('e2e: mosquitto_pub / mosquitto_sub -V 5 against the outpost binary', (
     const broker = await startOutpost(t)
     const id = uniqueId('persist')
     const args = ['-c', '-x', '60', '-i', id, '-q', '1', '-t', 'v5/persist']
-    const first = await MosquittoSub.start(t, broker, args)
+    const first = await startSub(t, broker, args)
     // SIGTERM: mosquitto_sub sends DISCONNECT; the session outlives the connection by 60 s.
     await first.kill('SIGTERM')
     await broker.waitForLog((r) => r.msg === 'client disconnected' && r.clientId === id, WAIT_MS, 'disconnect line')
     await mosquittoPub(broker, ['-q', '1', '-t', 'v5/persist', '-m', 'while you were out', '-D', 'PUBLISH', 'user-property', 'k', 'v'])
 
-    const again = await MosquittoSub.start(t, broker, [...args, '-C', '1'], false)
+    const again = await startSub(t, broker, [...args, '-C', '1'], false)
     const m = await again.waitForMessage((x) => x.topic === 'v5/persist', 'queued message')
     assert.deepEqual(m, { qos: 1, retain: false, topic: 'v5/persist', props: { userProperties: 'k:v' }, payload: 'while you were out' })
     await broker.waitForLog(() => connectLines(broker, id).length >= 2, WAIT_MS, 'second connect line')
@@ -307,7 +175,7 @@ describe('e2e: mosquitto_pub / mosquitto_sub -V 5 against the outpost binary', (
     const broker = await startOutpost(t)
     const id = uniqueId('expire')
     const args = ['-c', '-x', '1', '-i', id, '-q', '1', '-t', 'v5/gone']
-    const first = await MosquittoSub.start(t, broker, args)
+    const first = await startSub(t, broker, args)
     await first.kill('SIGTERM')
     const disconnected = await broker.waitForLog((r) => r.msg === 'client disconnected' && r.clientId === id, WAIT_MS, 'disconnect line')
     await mosquittoPub(broker, ['-q', '1', '-t', 'v5/gone', '-m', 'for a session about to expire'])
@@ -317,7 +185,7 @@ describe('e2e: mosquitto_pub / mosquitto_sub -V 5 against the outpost binary', (
     const after = logTime(expired) - logTime(disconnected)
     assert.ok(after >= 950 && after <= 2_500, `session removed ${after} ms after the disconnect, expected 1-2.5 s`)
 
-    const again = await MosquittoSub.start(t, broker, args)
+    const again = await startSub(t, broker, args)
     await mosquittoPub(broker, ['-q', '1', '-t', 'v5/gone', '-m', 'sentinel'])
     await again.waitForMessage((x) => x.payload === 'sentinel', 'sentinel')
     assert.deepEqual(again.received, [], 'nothing from the expired session')
@@ -327,7 +195,7 @@ describe('e2e: mosquitto_pub / mosquitto_sub -V 5 against the outpost binary', (
   test('shared subscription $share/g/...: two mosquitto_sub -V 5 share the messages, each message to exactly one [MQTT-4.8.2]', async (t) => {
     const broker = await startOutpost(t)
     const filters = ['-q', '1', '-t', '$share/g/v5/jobs', '-t', 'v5/jobs/end']
-    const members = [await MosquittoSub.start(t, broker, filters), await MosquittoSub.start(t, broker, filters)]
+    const members = [await startSub(t, broker, filters), await startSub(t, broker, filters)]
     for (const m of members) assert.ok(m.lines.includes('Subscribed (mid: 1): 1, 1'), `both filters granted QoS 1: ${m.lines.join('\n')}`)
     const jobs = Array.from({ length: 10 }, (_, i) => `job-${i}`)
     // -l: one PUBLISH per stdin line, all on one connection.
@@ -343,7 +211,7 @@ describe('e2e: mosquitto_pub / mosquitto_sub -V 5 against the outpost binary', (
 
   test('-D CONNECT topic-alias-maximum 5: aliases stay within 1..5 and every message has its own topic [MQTT-3.1.2-26] [MQTT-3.3.2-12]', async (t) => {
     const broker = await startOutpost(t)
-    const sub = await MosquittoSub.start(t, broker, ['-q', '1', '-t', 'v5/al/#', '-D', 'CONNECT', 'topic-alias-maximum', '5'])
+    const sub = await startSub(t, broker, ['-q', '1', '-t', 'v5/al/#', '-D', 'CONNECT', 'topic-alias-maximum', '5'])
     // libmosquitto 2.0.11 refuses a PUBLISH with an empty topic name even when it carries a known
     // alias (eclipse/mosquitto#1468), so no topic repeats while its alias is still mapped: eight
     // topics, twice round, through five aliases, so each one is evicted (LRU) before it comes back
@@ -360,8 +228,8 @@ describe('e2e: mosquitto_pub / mosquitto_sub -V 5 against the outpost binary', (
 
   test('v5 will with -D WILL properties is published with them when the client is killed [MQTT-3.1.2-8] [MQTT-3.3.2-17]', async (t) => {
     const broker = await startOutpost(t)
-    const watcher = await MosquittoSub.start(t, broker, ['-q', '1', '-t', 'v5/will/#'])
-    const dying = await MosquittoSub.start(t, broker, [
+    const watcher = await startSub(t, broker, ['-q', '1', '-t', 'v5/will/#'])
+    const dying = await startSub(t, broker, [
       '-i', uniqueId('dying'), '-t', 'v5/other',
       '--will-topic', 'v5/will/a', '--will-payload', 'killed', '--will-qos', '1',
       '-D', 'WILL', 'user-property', 'reason', 'kill-9',
@@ -382,16 +250,16 @@ describe('e2e: mosquitto_pub / mosquitto_sub -V 5 against the outpost binary', (
 
   test('-D WILL will-delay-interval 1: the will waits 1 s, and a client back within the delay cancels its will [MQTT-3.1.3-9]', async (t) => {
     const broker = await startOutpost(t)
-    const watcher = await MosquittoSub.start(t, broker, ['-q', '1', '-t', 'v5/delay/#'])
+    const watcher = await startSub(t, broker, ['-q', '1', '-t', 'v5/delay/#'])
     const willArgs = (name: string): string[] => ['-c', '-x', '30', '-t', 'v5/other', '--will-topic', `v5/delay/${name}`, '--will-payload', name, '--will-qos', '1', '-D', 'WILL', 'will-delay-interval', '1']
     // "back" dies first and returns at once: its will would be due no later than "gone"'s.
     const backId = uniqueId('back')
-    const back = await MosquittoSub.start(t, broker, ['-i', backId, ...willArgs('back')])
+    const back = await startSub(t, broker, ['-i', backId, ...willArgs('back')])
     await back.kill('SIGKILL')
     await broker.waitForLog((r) => r.msg === 'client disconnected' && r.clientId === backId, WAIT_MS, 'disconnect line of "back"')
-    await MosquittoSub.start(t, broker, ['-i', backId, '-c', '-x', '30', '-t', 'v5/other'])
+    await startSub(t, broker, ['-i', backId, '-c', '-x', '30', '-t', 'v5/other'])
 
-    const gone = await MosquittoSub.start(t, broker, ['-i', uniqueId('gone'), ...willArgs('gone')])
+    const gone = await startSub(t, broker, ['-i', uniqueId('gone'), ...willArgs('gone')])
     const killedAt = Date.now()
     await gone.kill('SIGKILL')
     await watcher.waitForMessage((x) => x.topic === 'v5/delay/gone', 'the delayed will')

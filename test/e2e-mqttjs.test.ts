@@ -16,6 +16,7 @@ import { describe, test, type TestContext } from 'node:test'
 import { connect, connectAsync, type IClientOptions, type MqttClient } from 'mqtt'
 import { generate, parser as createParser, type IConnackPacket, type Packet, type PacketCmd, type QoS } from 'mqtt-packet'
 import { startOutpost, type OutpostProcess } from './helpers/outpost-process.js'
+import { waitOn } from './helpers/wait.js'
 
 const WAIT_MS = 5_000
 
@@ -30,38 +31,6 @@ interface Received {
 
 function uniqueId(name: string): string {
   return `e2e-${name}-${randomUUID().slice(0, 8)}`
-}
-
-/**
- * Resolves when `check` returns a value other than undefined, re-checked on every `event`;
- * rejects on timeout or when `check` throws.
- */
-function waitOn<T>(emitter: EventEmitter, event: string, check: () => T | undefined, timeoutMs: number, what: string | (() => string)): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const done = (): void => {
-      clearTimeout(timer)
-      emitter.off(event, onEvent)
-    }
-    const onEvent = (): void => {
-      let value: T | undefined
-      try {
-        value = check()
-      } catch (err) {
-        done()
-        reject(err instanceof Error ? err : new Error(String(err)))
-        return
-      }
-      if (value === undefined) return
-      done()
-      resolve(value)
-    }
-    const timer = setTimeout(() => {
-      done()
-      reject(new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'string' ? what : what()}`))
-    }, timeoutMs)
-    emitter.on(event, onEvent)
-    onEvent()
-  })
 }
 
 /** Every message an MQTT.js client receives, in order, attached before CONNECT is sent. */

@@ -3,6 +3,7 @@ import { test } from 'node:test'
 import type { IPublishPacket } from 'mqtt-packet'
 import type { Message } from '../src/broker/types.js'
 import { memoryBroker } from './helpers/broker.js'
+import { nextOf, raw5, sub5, v5Broker } from './helpers/v5.js'
 
 test('internal clients publish and subscribe through the same core as network clients', async (t) => {
   const { broker, client } = await memoryBroker(t)
@@ -53,4 +54,28 @@ test('a network client cannot take an internal client id', async (t) => {
   const c = client()
   const ack = await c.connect({ clientId: 'serial-bridge' })
   assert.equal(ack.returnCode, 5)
+})
+
+test('internal clients carry MQTT 5 properties and message expiry both ways [MQTT-3.3.2-6] [MQTT-3.3.2-18]', async (t) => {
+  const { broker, port } = await v5Broker(t)
+  const received: Message[] = []
+  const bridge = broker.createInternalClient('upstream-bridge', (m) => {
+    received.push(m)
+  })
+  t.after(() => bridge.close())
+  await bridge.subscribe('up/#', 1)
+  const c = await raw5(t, port, 'v5-app')
+  await sub5(c, [{ topic: 'down/#', qos: 1 }])
+
+  // From the bridge to a v5 client: properties passed on, expiry counted down from 60 s.
+  bridge.publish('down/cmd', 'on', { qos: 1, properties: { contentType: 'text/plain', userProperties: [['a', '1'], ['b', '2'], ['a', '3']] }, expiryInterval: 60 })
+  const p = await nextOf(c, 'publish')
+  assert.equal(p.properties?.contentType, 'text/plain')
+  assert.ok((p.properties?.messageExpiryInterval ?? 0) > 0 && (p.properties?.messageExpiryInterval ?? 0) <= 60)
+
+  // From a v5 client to the bridge: the handler sees the message properties in the wire order.
+  c.send({ cmd: 'publish', topic: 'up/reading', payload: Buffer.from('21.5'), qos: 1, messageId: 9, retain: false, dup: false, properties: { responseTopic: 'reply/x', correlationData: Buffer.from('42') } }, 5)
+  await nextOf(c, 'puback')
+  assert.equal(received[0]?.properties?.responseTopic, 'reply/x')
+  assert.equal(received[0]?.properties?.correlationData?.toString(), '42')
 })

@@ -7,34 +7,12 @@
  */
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import { connect as netConnect, createServer, type AddressInfo } from 'node:net'
-import { describe, test, type TestContext } from 'node:test'
+import { describe, test } from 'node:test'
 import { connect as mqttConnect } from 'mqtt'
-import type { IAuthPacket, IConnackPacket, IDisconnectPacket, Packet, PacketCmd } from 'mqtt-packet'
+import type { IAuthPacket, IConnackPacket } from 'mqtt-packet'
 import type { BrokerHooks, EnhancedAuthMethod } from '../src/broker/broker.js'
-import type { OutpostConfig } from '../src/config/types.js'
-import { memoryBroker } from './helpers/broker.js'
-import { RawClient } from './helpers/raw-client.js'
-
-/**
- * The broker served on a real socket on port 0. memoryBroker starts it and closes it after the
- * test; the listener is ours because MQTT.js needs the port and the helper's client() speaks 3.1.1.
- */
-async function serve(t: TestContext, overrides: Partial<OutpostConfig> = {}, hooks?: BrokerHooks): Promise<{ port: number; raw(): RawClient }> {
-  const { broker } = await memoryBroker(t, overrides, hooks)
-  const server = createServer((s) => broker.handle(s, { remoteAddress: s.remoteAddress, remotePort: s.remotePort }))
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.after(() => new Promise<void>((resolve) => server.close(() => resolve())))
-  const { port } = server.address() as AddressInfo
-  return {
-    port,
-    raw(): RawClient {
-      const c = new RawClient(netConnect(port, '127.0.0.1'), 5)
-      t.after(() => c.end())
-      return c
-    },
-  }
-}
+import type { RawClient } from './helpers/raw-client.js'
+import { isCmd, nextOf, serverDisconnect, v5Broker } from './helpers/v5.js'
 
 const METHOD = 'REVERSE-NONCE'
 
@@ -70,24 +48,6 @@ function hooksWith(method: EnhancedAuthMethod): BrokerHooks {
   return { enhancedAuth: new Map([[METHOD, method]]) }
 }
 
-function isCmd<C extends PacketCmd>(p: Packet, cmd: C): p is Extract<Packet, { cmd: C }> {
-  return p.cmd === cmd
-}
-
-/** The next packet, which must be a `cmd`. */
-async function nextOf<C extends PacketCmd>(c: RawClient, cmd: C, ms?: number): Promise<Extract<Packet, { cmd: C }>> {
-  const p = await c.next(ms)
-  if (!isCmd(p, cmd)) throw new Error(`expected ${cmd.toUpperCase()}, got ${p.cmd}`)
-  return p
-}
-
-/** The next packet must be a DISCONNECT, and the broker must close the connection after it. */
-async function serverDisconnect(c: RawClient): Promise<IDisconnectPacket> {
-  const p = await nextOf(c, 'disconnect')
-  await c.closed()
-  return p
-}
-
 function sendAuth(c: RawClient, reasonCode: number, data?: Buffer, method = METHOD): void {
   c.send({ cmd: 'auth', reasonCode, properties: { authenticationMethod: method, ...(data === undefined ? {} : { authenticationData: data }) } }, 5)
 }
@@ -103,7 +63,7 @@ async function authenticate(c: RawClient, clientId: string): Promise<IConnackPac
 describe('enhanced authentication', () => {
   test('an Authentication Method the server does not support: CONNACK 0x8C and close [MQTT-4.12.0-1]', async (t) => {
     for (const hooks of [undefined, hooksWith(reverseNonce())]) {
-      const { raw } = await serve(t, {}, hooks)
+      const { raw } = await v5Broker(t, {}, hooks)
       const c = raw()
       const connack = await c.connect({ protocolVersion: 5, clientId: 'kerberos', properties: { authenticationMethod: 'GS2-KRB5' } })
       assert.equal(connack.reasonCode, 0x8c, hooks === undefined ? 'no methods configured' : 'another method configured')
@@ -113,7 +73,7 @@ describe('enhanced authentication', () => {
 
   test('challenge and response with MQTT.js: AUTH 0x18 with the same method [MQTT-4.12.0-2] [MQTT-4.12.0-3], then CONNACK 0 naming it [MQTT-4.12.0-5]', async (t) => {
     const steps: Array<Buffer | undefined> = []
-    const { port } = await serve(t, {}, hooksWith(reverseNonce(steps)))
+    const { port } = await v5Broker(t, {}, hooksWith(reverseNonce(steps)))
     const client = mqttConnect({
       host: '127.0.0.1',
       port,
@@ -151,7 +111,7 @@ describe('enhanced authentication', () => {
   })
 
   test('a wrong response: CONNACK 0x87 and close, no session [MQTT-4.12.0-4]', async (t) => {
-    const { raw } = await serve(t, {}, hooksWith(reverseNonce()))
+    const { raw } = await v5Broker(t, {}, hooksWith(reverseNonce()))
     const c = raw()
     c.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: true, keepalive: 60, clientId: 'liar', properties: { authenticationMethod: METHOD } }, 5)
     const challenge = await nextOf(c, 'auth')
@@ -163,7 +123,7 @@ describe('enhanced authentication', () => {
   })
 
   test('a client that goes silent mid-exchange is closed after 1.5 x its keepalive [MQTT-3.1.2-22], without DISCONNECT before CONNACK [MQTT-3.14.0-1]', async (t) => {
-    const { raw } = await serve(t, {}, hooksWith(reverseNonce()))
+    const { raw } = await v5Broker(t, {}, hooksWith(reverseNonce()))
     const c = raw()
     c.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: true, keepalive: 1, clientId: 'stalled', properties: { authenticationMethod: METHOD } }, 5)
     await nextOf(c, 'auth')
@@ -179,7 +139,7 @@ describe('enhanced authentication', () => {
   })
 
   test('only AUTH may come before the CONNACK: a PUBLISH during the exchange is a protocol error (section 4.12)', async (t) => {
-    const { raw } = await serve(t, {}, hooksWith(reverseNonce()))
+    const { raw } = await v5Broker(t, {}, hooksWith(reverseNonce()))
     const c = raw()
     c.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: true, keepalive: 60, clientId: 'hasty', properties: { authenticationMethod: METHOD } }, 5)
     await nextOf(c, 'auth')
@@ -190,7 +150,7 @@ describe('enhanced authentication', () => {
   })
 
   test('re-authentication: AUTH 0x19 after CONNACK, challenge AUTH 0x18, answer, then AUTH 0x00 from the server [MQTT-4.12.1-1]', async (t) => {
-    const { raw } = await serve(t, {}, hooksWith(reverseNonce()))
+    const { raw } = await v5Broker(t, {}, hooksWith(reverseNonce()))
     const c = raw()
     assert.equal((await authenticate(c, 'reauth')).reasonCode, 0)
     sendAuth(c, 0x19, Buffer.from('again'))
@@ -207,7 +167,7 @@ describe('enhanced authentication', () => {
   })
 
   test('a failed re-authentication ends the connection with DISCONNECT [MQTT-4.12.1-2]', async (t) => {
-    const { raw } = await serve(t, {}, hooksWith(reverseNonce()))
+    const { raw } = await v5Broker(t, {}, hooksWith(reverseNonce()))
     const c = raw()
     assert.equal((await authenticate(c, 'reauth-fail')).reasonCode, 0)
     sendAuth(c, 0x19)
@@ -218,7 +178,7 @@ describe('enhanced authentication', () => {
   })
 
   test('re-authentication with another Authentication Method is a protocol error: DISCONNECT 0x82 [MQTT-4.12.1-1]', async (t) => {
-    const { raw } = await serve(t, {}, hooksWith(reverseNonce()))
+    const { raw } = await v5Broker(t, {}, hooksWith(reverseNonce()))
     const c = raw()
     assert.equal((await authenticate(c, 'switcher')).reasonCode, 0)
     sendAuth(c, 0x19, undefined, 'SCRAM-SHA-1')
@@ -226,7 +186,7 @@ describe('enhanced authentication', () => {
   })
 
   test('AUTH 0x18 outside an exchange (after CONNACK, no 0x19 first) is a protocol error: DISCONNECT 0x82 (section 4.12.1)', async (t) => {
-    const { raw } = await serve(t, {}, hooksWith(reverseNonce()))
+    const { raw } = await v5Broker(t, {}, hooksWith(reverseNonce()))
     const c = raw()
     const connack = await authenticate(c, 'stray')
     assert.equal(connack.reasonCode, 0)
@@ -236,7 +196,7 @@ describe('enhanced authentication', () => {
   })
 
   test('Authentication Data without an Authentication Method in CONNECT is a protocol error: CONNACK 0x82 (section 3.1.2.11.10)', async (t) => {
-    const { raw } = await serve(t, {}, hooksWith(reverseNonce()))
+    const { raw } = await v5Broker(t, {}, hooksWith(reverseNonce()))
     const c = raw()
     const connack = await c.connect({ protocolVersion: 5, clientId: 'data-only', properties: { authenticationData: Buffer.from('hello') } })
     assert.equal(connack.reasonCode, 0x82)
@@ -244,7 +204,7 @@ describe('enhanced authentication', () => {
   })
 
   test('AUTH from a client whose CONNECT named no Authentication Method: DISCONNECT 0x82 [MQTT-4.12.0-7], and the server sent no AUTH [MQTT-4.12.0-6]', async (t) => {
-    const { raw } = await serve(t, {}, hooksWith(reverseNonce()))
+    const { raw } = await v5Broker(t, {}, hooksWith(reverseNonce()))
     const c = raw()
     const connack = await c.connect({ protocolVersion: 5, clientId: 'plain' })
     assert.equal(connack.reasonCode, 0)

@@ -5,35 +5,10 @@
  * real client hears about a takeover.
  */
 import assert from 'node:assert/strict'
-import { connect as netConnect, createServer, type AddressInfo } from 'node:net'
-import { describe, test, type TestContext } from 'node:test'
-import { connect as mqttConnect, type MqttClient } from 'mqtt'
+import { describe, test } from 'node:test'
 import type { IConnackPacket, IDisconnectPacket, IPublishPacket } from 'mqtt-packet'
-import type { Broker } from '../src/broker/broker.js'
-import type { OutpostConfig } from '../src/config/types.js'
-import { memoryBroker } from './helpers/broker.js'
-import { RawClient } from './helpers/raw-client.js'
-
-/**
- * The broker served on a real socket on port 0. memoryBroker starts it and closes it after the
- * test; the listener is ours because MQTT.js needs the port and the helper's client() speaks 3.1.1.
- */
-async function serve(t: TestContext, overrides: Partial<OutpostConfig> = {}): Promise<{ broker: Broker; port: number; raw(): RawClient }> {
-  const { broker } = await memoryBroker(t, overrides)
-  const server = createServer((s) => broker.handle(s, { remoteAddress: s.remoteAddress, remotePort: s.remotePort }))
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.after(() => new Promise<void>((resolve) => server.close(() => resolve())))
-  const { port } = server.address() as AddressInfo
-  return {
-    broker,
-    port,
-    raw(): RawClient {
-      const c = new RawClient(netConnect(port, '127.0.0.1'), 5)
-      t.after(() => c.end())
-      return c
-    },
-  }
-}
+import type { RawClient } from './helpers/raw-client.js'
+import { mqtt5, serverDisconnect, v5Broker } from './helpers/v5.js'
 
 /** A raw v5 client connected (CONNACK 0) as `clientId`. */
 async function connected(make: () => RawClient, clientId: string, opts: Parameters<RawClient['connect']>[0] = {}): Promise<RawClient> {
@@ -41,14 +16,6 @@ async function connected(make: () => RawClient, clientId: string, opts: Paramete
   const connack = await c.connect({ protocolVersion: 5, clientId, ...opts })
   assert.equal(connack.reasonCode, 0, `${clientId}: CONNACK`)
   return c
-}
-
-/** The next packet must be a DISCONNECT, and the broker must close the connection after it. */
-async function serverDisconnect(c: RawClient, ms?: number): Promise<IDisconnectPacket> {
-  const p = await c.next(ms)
-  if (p.cmd !== 'disconnect') throw new Error(`expected DISCONNECT, got ${p.cmd}`)
-  await c.closed()
-  return p
 }
 
 function publish(topic: string, qos: 0 | 1 | 2, messageId: number | undefined, more: Partial<IPublishPacket> = {}): IPublishPacket {
@@ -63,13 +30,8 @@ function assertReason(d: IDisconnectPacket): void {
 
 describe('server DISCONNECT reason codes', () => {
   test('0x8E Session taken over: the old connection hears it from the server, then is closed [MQTT-3.1.4-3]', async (t) => {
-    const { port, raw } = await serve(t)
-    const old: MqttClient = mqttConnect({ host: '127.0.0.1', port, protocolVersion: 5, clientId: 'twin', reconnectPeriod: 0, connectTimeout: 2000 })
-    t.after(() => old.endAsync(true))
-    await new Promise<void>((resolve, reject) => {
-      old.once('connect', () => resolve())
-      old.once('error', reject)
-    })
+    const { port, raw } = await v5Broker(t)
+    const { client: old } = await mqtt5(t, port, 'twin')
     const heard = new Promise<IDisconnectPacket>((resolve) => old.once('disconnect', resolve))
     const closed = new Promise<void>((resolve) => old.once('close', () => resolve()))
     await connected(raw, 'twin')
@@ -80,7 +42,7 @@ describe('server DISCONNECT reason codes', () => {
   })
 
   test('0x8D Keep alive timeout: a client silent for 1.5 x its keepalive [MQTT-3.1.2-22]', async (t) => {
-    const { raw } = await serve(t)
+    const { raw } = await v5Broker(t)
     const c = await connected(raw, 'sleepy', { keepalive: 1 })
     const start = Date.now()
     const d = await serverDisconnect(c, 4000)
@@ -90,7 +52,7 @@ describe('server DISCONNECT reason codes', () => {
   })
 
   test('0x8B Server shutting down on broker.close() (section 3.14.2.1)', async (t) => {
-    const { broker, raw } = await serve(t)
+    const { broker, raw } = await v5Broker(t)
     const c = await connected(raw, 'bystander')
     await broker.close()
     const d = await serverDisconnect(c)
@@ -99,7 +61,7 @@ describe('server DISCONNECT reason codes', () => {
   })
 
   test('0x95 Packet too large: a packet above the Maximum Packet Size in CONNACK [MQTT-3.2.2-15]', async (t) => {
-    const { raw } = await serve(t, { maxPacketSize: 128 })
+    const { raw } = await v5Broker(t, { maxPacketSize: 128 })
     const c = raw()
     const connack = await c.connect({ protocolVersion: 5, clientId: 'big' })
     assert.equal(connack.properties?.maximumPacketSize, 128)
@@ -115,7 +77,7 @@ describe('server DISCONNECT reason codes', () => {
   })
 
   test('0x93 Receive Maximum exceeded: more QoS 2 PUBLISHes awaiting PUBREL than the server\'s receive_maximum [MQTT-3.3.4-7]', async (t) => {
-    const { raw } = await serve(t, { receiveMaximum: 2 })
+    const { raw } = await v5Broker(t, { receiveMaximum: 2 })
     const c = raw()
     assert.equal((await c.connect({ protocolVersion: 5, clientId: 'flood' })).properties?.receiveMaximum, 2)
     for (const id of [1, 2]) {
@@ -133,7 +95,7 @@ describe('server DISCONNECT reason codes', () => {
   })
 
   test('0x94 Topic Alias invalid: alias 0 [MQTT-3.3.2-8] and alias above the Topic Alias Maximum [MQTT-3.3.2-9]', async (t) => {
-    const { raw } = await serve(t)
+    const { raw } = await v5Broker(t)
     const zero = await connected(raw, 'alias-0')
     zero.send(publish('a/b', 0, undefined, { properties: { topicAlias: 0 } }), 5)
     assert.equal((await serverDisconnect(zero)).reasonCode, 0x94)
@@ -149,7 +111,7 @@ describe('server DISCONNECT reason codes', () => {
   })
 
   test('0x94 Topic Alias invalid: any alias when topic_alias_maximum is 0, so CONNACK announced none [MQTT-3.2.2-18]', async (t) => {
-    const { raw } = await serve(t, { topicAliasMaximum: 0 })
+    const { raw } = await v5Broker(t, { topicAliasMaximum: 0 })
     const c = raw()
     assert.equal((await c.connect({ protocolVersion: 5, clientId: 'no-aliases' })).properties?.topicAliasMaximum, undefined)
     c.send(publish('a/b', 0, undefined, { properties: { topicAlias: 1 } }), 5)
@@ -157,7 +119,7 @@ describe('server DISCONNECT reason codes', () => {
   })
 
   test('0x9B QoS not supported: a PUBLISH above Maximum QoS [MQTT-3.2.2-11]', async (t) => {
-    const { raw } = await serve(t, { maxQos: 1 })
+    const { raw } = await v5Broker(t, { maxQos: 1 })
     const c = await connected(raw, 'qos2')
     c.send(publish('q', 1, 1), 5)
     assert.equal((await c.next()).cmd, 'puback')
@@ -168,7 +130,7 @@ describe('server DISCONNECT reason codes', () => {
   })
 
   test('0x9A Retain not supported: a retained PUBLISH with retain_available false [MQTT-3.2.2-14]', async (t) => {
-    const { raw } = await serve(t, { retainAvailable: false })
+    const { raw } = await v5Broker(t, { retainAvailable: false })
     const c = await connected(raw, 'retainer')
     c.send(publish('r', 0, undefined, { retain: true }), 5)
     const d = await serverDisconnect(c)
@@ -177,7 +139,7 @@ describe('server DISCONNECT reason codes', () => {
   })
 
   test('0xA1 Subscription Identifiers not supported: SUBSCRIBE with one when subscription_identifiers is false (section 3.2.2.3.12)', async (t) => {
-    const { raw } = await serve(t, { subscriptionIdentifiers: false })
+    const { raw } = await v5Broker(t, { subscriptionIdentifiers: false })
     const c = await connected(raw, 'sub-id')
     c.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 's', qos: 0 }], properties: { subscriptionIdentifier: 7 } }, 5)
     const d = await serverDisconnect(c)
@@ -186,7 +148,7 @@ describe('server DISCONNECT reason codes', () => {
   })
 
   test('0x81 Malformed Packet: PUBLISH with QoS 3 [MQTT-3.3.1-4], property length past the end of the packet (section 2.2.2.1) [MQTT-4.13.1-1]', async (t) => {
-    const { raw } = await serve(t)
+    const { raw } = await v5Broker(t)
     const qos3 = await connected(raw, 'qos3')
     // PUBLISH, flags QoS 3; topic "a", packet id 1, no properties.
     qos3.sendHex('36 06 0001 61 0001 00')
@@ -201,7 +163,7 @@ describe('server DISCONNECT reason codes', () => {
   })
 
   test('a malformed CONNECT is answered in CONNACK, not DISCONNECT: reserved flag set, 0x81 [MQTT-3.1.2-3] [MQTT-4.13.1-1]', async (t) => {
-    const { raw } = await serve(t)
+    const { raw } = await v5Broker(t)
     const c = raw()
     // CONNECT v5, flags 0x03 (Clean Start and the reserved bit), keepalive 60, no properties, id "abc".
     c.sendHex('10 10 0004 4d515454 05 03 003c 00 0003 616263')
@@ -211,7 +173,7 @@ describe('server DISCONNECT reason codes', () => {
   })
 
   test('0x82 Protocol Error: a second CONNECT [MQTT-3.1.0-2], a Topic Alias that was never set (section 3.3.2.3.4)', async (t) => {
-    const { raw } = await serve(t)
+    const { raw } = await v5Broker(t)
     const twice = await connected(raw, 'twice')
     twice.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: true, keepalive: 60, clientId: 'twice' }, 5)
     assert.equal((await serverDisconnect(twice)).reasonCode, 0x82)
@@ -224,7 +186,7 @@ describe('server DISCONNECT reason codes', () => {
   })
 
   test('reason_strings: false: the same DISCONNECTs and CONNACK refusals carry no Reason String (section 3.14.2.2.2)', async (t) => {
-    const { raw } = await serve(t, { reasonStrings: false, maxQos: 1 })
+    const { raw } = await v5Broker(t, { reasonStrings: false, maxQos: 1 })
     const c = await connected(raw, 'terse')
     c.send(publish('q', 2, 1), 5)
     const d = await serverDisconnect(c)

@@ -6,65 +6,13 @@
  * that lies about its format) and sees every byte the broker answers.
  */
 import assert from 'node:assert/strict'
-import { connect as netConnect, createServer, type AddressInfo } from 'node:net'
-import { describe, test, type TestContext } from 'node:test'
-import { connect as mqttConnect, type IClientOptions, type MqttClient } from 'mqtt'
-import type { IConnackPacket, IDisconnectPacket, Packet, PacketCmd } from 'mqtt-packet'
-import type { BrokerHooks } from '../src/broker/broker.js'
-import type { OutpostConfig } from '../src/config/types.js'
-import { memoryBroker } from './helpers/broker.js'
-import { RawClient } from './helpers/raw-client.js'
-
-/**
- * The broker served on a real socket on port 0. memoryBroker starts it and closes it after the
- * test; the listener is ours because MQTT.js needs the port and the helper's client() speaks 3.1.1.
- */
-async function serve(t: TestContext, overrides: Partial<OutpostConfig> = {}, hooks?: BrokerHooks): Promise<{ port: number; raw(): RawClient }> {
-  const { broker } = await memoryBroker(t, overrides, hooks)
-  const server = createServer((s) => broker.handle(s, { remoteAddress: s.remoteAddress, remotePort: s.remotePort }))
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.after(() => new Promise<void>((resolve) => server.close(() => resolve())))
-  const { port } = server.address() as AddressInfo
-  return {
-    port,
-    raw(): RawClient {
-      const c = new RawClient(netConnect(port, '127.0.0.1'), 5)
-      t.after(() => c.end())
-      return c
-    },
-  }
-}
-
-/** An MQTT.js v5 client and its CONNACK; ended without DISCONNECT after the test. */
-function mqtt5(t: TestContext, port: number, clientId: string, opts: IClientOptions = {}): Promise<{ client: MqttClient; connack: IConnackPacket }> {
-  const client = mqttConnect({ host: '127.0.0.1', port, protocolVersion: 5, clientId, reconnectPeriod: 0, connectTimeout: 2000, ...opts })
-  t.after(() => client.endAsync(true))
-  return new Promise((resolve, reject) => {
-    client.once('connect', (connack) => resolve({ client, connack }))
-    client.once('error', reject)
-  })
-}
+import { describe, test } from 'node:test'
+import type { IConnackPacket } from 'mqtt-packet'
+import type { RawClient } from './helpers/raw-client.js'
+import { mqtt5, nextOf, serverDisconnect, v5Broker } from './helpers/v5.js'
 
 async function connect5(c: RawClient, opts: Parameters<RawClient['connect']>[0] = {}): Promise<IConnackPacket> {
   return c.connect({ protocolVersion: 5, ...opts })
-}
-
-function isCmd<C extends PacketCmd>(p: Packet, cmd: C): p is Extract<Packet, { cmd: C }> {
-  return p.cmd === cmd
-}
-
-/** The next packet, which must be a `cmd`. */
-async function nextOf<C extends PacketCmd>(c: RawClient, cmd: C, ms?: number): Promise<Extract<Packet, { cmd: C }>> {
-  const p = await c.next(ms)
-  if (!isCmd(p, cmd)) throw new Error(`expected ${cmd.toUpperCase()}, got ${p.cmd}`)
-  return p
-}
-
-/** The next packet must be a DISCONNECT, and the broker must close the connection after it. */
-async function serverDisconnect(c: RawClient, ms?: number): Promise<IDisconnectPacket> {
-  const p = await nextOf(c, 'disconnect', ms)
-  await c.closed()
-  return p
 }
 
 /** Properties a server leaves out of CONNACK when it supports the feature or has nothing to say. */
@@ -72,7 +20,7 @@ const SUPPORTED_BY_DEFAULT = ['maximumQoS', 'retainAvailable', 'wildcardSubscrip
 
 describe('CONNACK properties', () => {
   test('defaults: Receive Maximum 20 and Topic Alias Maximum 10; Maximum QoS, Retain / Wildcard / Subscription Id / Shared Available absent when all supported (section 3.2.2.3)', async (t) => {
-    const { port } = await serve(t)
+    const { port } = await v5Broker(t)
     const { connack } = await mqtt5(t, port, 'defaults')
     assert.equal(connack.reasonCode, 0)
     const p = connack.properties ?? {}
@@ -87,7 +35,7 @@ describe('CONNACK properties', () => {
   })
 
   test('limits lowered in config are announced: Maximum QoS 1 [MQTT-3.2.2-9], Retain / Wildcard / Subscription Id / Shared Available 0, Maximum Packet Size, Receive Maximum (section 3.2.2.3)', async (t) => {
-    const { port } = await serve(t, {
+    const { port } = await v5Broker(t, {
       maxQos: 1,
       retainAvailable: false,
       wildcardSubscriptions: false,
@@ -112,7 +60,7 @@ describe('CONNACK properties', () => {
   })
 
   test('Maximum QoS 0 is announced as 0 [MQTT-3.2.2-9], and SUBSCRIBE at QoS 1 or 2 is still accepted, granted 0 [MQTT-3.2.2-10]', async (t) => {
-    const { raw } = await serve(t, { maxQos: 0 })
+    const { raw } = await v5Broker(t, { maxQos: 0 })
     const c = raw()
     const connack = await connect5(c, { clientId: 'qos0' })
     assert.equal(connack.properties?.maximumQoS, 0)
@@ -121,7 +69,7 @@ describe('CONNACK properties', () => {
   })
 
   test('features announced as unavailable are refused in SUBACK: wildcards 0xA2, shared subscriptions 0x9E (sections 3.2.2.3.11, 3.2.2.3.13)', async (t) => {
-    const { raw } = await serve(t, { wildcardSubscriptions: false, sharedSubscriptions: false })
+    const { raw } = await v5Broker(t, { wildcardSubscriptions: false, sharedSubscriptions: false })
     const c = raw()
     const connack = await connect5(c, { clientId: 'plain-subs' })
     assert.equal(connack.properties?.wildcardSubscriptionAvailable, false)
@@ -133,7 +81,7 @@ describe('CONNACK properties', () => {
 
 describe('Server Keep Alive', () => {
   test('a keepalive above max_keepalive is replaced by Server Keep Alive [MQTT-3.2.2-21], and the server closes after 1.5 times that with DISCONNECT 0x8D [MQTT-3.1.2-22]', async (t) => {
-    const { raw } = await serve(t, { maxKeepalive: 1 })
+    const { raw } = await v5Broker(t, { maxKeepalive: 1 })
     const above = raw()
     const zero = raw()
     // Keepalive 0 (never) is above any cap too: the client is told to use the cap.
@@ -152,7 +100,7 @@ describe('Server Keep Alive', () => {
   })
 
   test('a keepalive within max_keepalive is kept: no Server Keep Alive [MQTT-3.2.2-22]', async (t) => {
-    const { raw } = await serve(t, { maxKeepalive: 30 })
+    const { raw } = await v5Broker(t, { maxKeepalive: 30 })
     const connack = await connect5(raw(), { clientId: 'ka-10', keepalive: 10 })
     assert.equal(connack.reasonCode, 0)
     assert.equal(connack.properties?.serverKeepAlive, undefined)
@@ -161,7 +109,7 @@ describe('Server Keep Alive', () => {
 
 describe('Assigned Client Identifier', () => {
   test('an empty client id gets a unique one in CONNACK [MQTT-3.1.3-6] [MQTT-3.2.2-16], with Clean Start 0 too, and the session is kept under it [MQTT-3.1.3-7]', async (t) => {
-    const { raw } = await serve(t)
+    const { raw } = await v5Broker(t)
     // CONNECT v5, Clean Start 0, keepalive 60, Session Expiry Interval 60, client id "" (mqtt-packet
     // refuses to encode an empty id without clean start, so the bytes are written by hand).
     const emptyIdPersistent = '10 12 0004 4d515454 05 00 003c 05 11 0000003c 0000'
@@ -189,7 +137,7 @@ describe('Assigned Client Identifier', () => {
 
 describe('Response Information', () => {
   test('sent only when the client asks and response_information is configured: prefix + client id [MQTT-3.1.2-28]', async (t) => {
-    const { raw } = await serve(t, { responseInformation: 'replies/' })
+    const { raw } = await v5Broker(t, { responseInformation: 'replies/' })
     const asked = await connect5(raw(), { clientId: 'asker', properties: { requestResponseInformation: true } })
     assert.equal(asked.properties?.responseInformation, 'replies/asker')
     const silent = await connect5(raw(), { clientId: 'quiet' })
@@ -199,7 +147,7 @@ describe('Response Information', () => {
   })
 
   test('not configured: none even when asked (section 3.2.2.3.15)', async (t) => {
-    const { raw } = await serve(t)
+    const { raw } = await v5Broker(t)
     const asked = await connect5(raw(), { clientId: 'asker', properties: { requestResponseInformation: true } })
     assert.equal(asked.reasonCode, 0)
     assert.equal(asked.properties?.responseInformation, undefined)
@@ -211,7 +159,7 @@ describe('Request Problem Information', () => {
   const lyingPayload = { cmd: 'publish', topic: 'fmt', qos: 1, messageId: 1, dup: false, retain: false, payload: Buffer.from([0xc3, 0x28]), properties: { payloadFormatIndicator: true } } as const
 
   test('default (1): error acks carry a Reason String: PUBACK 0x99 for a payload marked UTF-8 that is not, PUBREC 0x97 over message_size_limit [MQTT-3.1.2-29]', async (t) => {
-    const { raw } = await serve(t, { messageSizeLimit: 8 })
+    const { raw } = await v5Broker(t, { messageSizeLimit: 8 })
     const c = raw()
     await connect5(c, { clientId: 'pi-default' })
     c.send(lyingPayload, 5)
@@ -225,7 +173,7 @@ describe('Request Problem Information', () => {
   })
 
   test('0: the same error acks carry no Reason String [MQTT-3.1.2-29]', async (t) => {
-    const { raw } = await serve(t, { messageSizeLimit: 8 })
+    const { raw } = await v5Broker(t, { messageSizeLimit: 8 })
     const c = raw()
     await connect5(c, { clientId: 'pi-off', properties: { requestProblemInformation: false } })
     c.send(lyingPayload, 5)
@@ -239,7 +187,7 @@ describe('Request Problem Information', () => {
   })
 
   test('reason_strings: false: error acks carry none even when the client asks (section 3.4.2.2.2)', async (t) => {
-    const { raw } = await serve(t, { reasonStrings: false })
+    const { raw } = await v5Broker(t, { reasonStrings: false })
     const c = raw()
     await connect5(c, { clientId: 'rs-off' })
     c.send(lyingPayload, 5)

@@ -4,58 +4,16 @@
  * subscriber gets full topics.
  */
 import assert from 'node:assert/strict'
-import { EventEmitter, once } from 'node:events'
-import { connect as netConnect, Socket } from 'node:net'
 import { describe, test, type TestContext } from 'node:test'
-import { connectAsync } from 'mqtt'
-import type { IConnackPacket, IConnectPacket, IPublishPacket, ISubscription } from 'mqtt-packet'
-import type { OutpostConfig } from '../src/config/types.js'
-import { memoryBroker } from './helpers/broker.js'
-import { RawClient } from './helpers/raw-client.js'
-
-const WAIT_MS = 3000
-
-/** memoryBroker served on a real socket, and that socket's port for MQTT.js and v5 raw clients. */
-async function v5Broker(t: TestContext, overrides: Partial<OutpostConfig> = {}): Promise<number> {
-  const { client } = await memoryBroker(t, overrides, undefined, 'tcp')
-  // memoryBroker hands out v3.1.1 raw clients only; one probe connection tells us its port.
-  const probe = client()
-  await once(probe.stream, 'connect')
-  const port = probe.stream instanceof Socket ? probe.stream.remotePort : undefined
-  probe.end()
-  assert.ok(port !== undefined, 'probe learned the port')
-  return port
-}
-
-/** A raw MQTT 5 client and its CONNACK (reason code 0 asserted). */
-async function raw5(t: TestContext, port: number, clientId: string, connect: Partial<IConnectPacket> = {}): Promise<{ c: RawClient; connack: IConnackPacket }> {
-  const c = new RawClient(netConnect(port, '127.0.0.1'), 5)
-  t.after(() => c.end())
-  const connack = await c.connect({ protocolVersion: 5, clientId, ...connect })
-  assert.equal(connack.reasonCode, 0, `${clientId}: CONNACK reason code`)
-  return { c, connack }
-}
-
-async function sub5(c: RawClient, subscriptions: ISubscription[]): Promise<number[]> {
-  c.send({ cmd: 'subscribe', messageId: 1, subscriptions }, 5)
-  const ack = await c.next()
-  assert.equal(ack.cmd, 'suback')
-  return ack.cmd === 'suback' ? ack.granted.map(Number) : []
-}
+import type { IPublishPacket } from 'mqtt-packet'
+import type { RawClient } from './helpers/raw-client.js'
+import { mqtt5, raw5, raw5Connack, serverDisconnect, sub5, v5Broker, WAIT_MS } from './helpers/v5.js'
 
 /** QoS 0 PUBLISH with an optional Topic Alias (an empty topic then means "use the alias"). */
 function pub5(c: RawClient, topic: string, payload: string, topicAlias?: number): void {
   const packet: IPublishPacket = { cmd: 'publish', topic, payload: Buffer.from(payload), qos: 0, retain: false, dup: false }
   if (topicAlias !== undefined) packet.properties = { topicAlias }
   c.send(packet, 5)
-}
-
-/** Resolves with the reason code of the DISCONNECT the broker sends, after it closed the connection. */
-async function disconnectedWith(c: RawClient): Promise<number | undefined> {
-  const p = await c.next(WAIT_MS)
-  assert.equal(p.cmd, 'disconnect', `expected DISCONNECT, got ${JSON.stringify(p)}`)
-  await c.closed()
-  return p.cmd === 'disconnect' ? p.reasonCode : undefined
 }
 
 /** The next `n` PUBLISH packets as [Topic Name on the wire, Topic Alias, payload]. */
@@ -68,34 +26,23 @@ async function wire(c: RawClient, n: number): Promise<Array<[string, number | un
   return out
 }
 
-/** An MQTT.js v5 subscriber (no Topic Alias Maximum) recording [topic, payload, alias] of each message. */
-async function mqttSubscriber(t: TestContext, port: number, clientId: string, filter: string): Promise<{ got: Array<[string, string, number | undefined]>; count(n: number): Promise<void> }> {
-  const sub = await connectAsync({ host: '127.0.0.1', port, protocolVersion: 5, clientId, reconnectPeriod: 0 })
-  t.after(() => sub.end(true))
-  const got: Array<[string, string, number | undefined]> = []
-  const events = new EventEmitter()
-  sub.on('message', (topic, payload, packet) => {
-    got.push([topic, payload.toString(), packet.properties?.topicAlias])
-    events.emit('message')
-  })
-  await sub.subscribeAsync(filter, { qos: 0 })
+/** An MQTT.js v5 subscriber (no Topic Alias Maximum); `got` is [topic, payload, alias] of each message. */
+async function mqttSubscriber(t: TestContext, port: number, clientId: string, filter: string): Promise<{ readonly got: Array<[string, string, number | undefined]>; count(n: number): Promise<void> }> {
+  const { client, inbox } = await mqtt5(t, port, clientId)
+  await client.subscribeAsync(filter, { qos: 0 })
   return {
-    got,
-    async count(n: number): Promise<void> {
-      const deadline = performance.now() + WAIT_MS
-      while (got.length < n) {
-        if (performance.now() > deadline) throw new Error(`expected ${n} messages, got ${JSON.stringify(got)}`)
-        await Promise.race([once(events, 'message'), new Promise((r) => setTimeout(r, 50))])
-      }
+    get got(): Array<[string, string, number | undefined]> {
+      return inbox.messages.map((m) => [m.topic, m.payload, m.packet.properties?.topicAlias])
     },
+    count: (n) => inbox.count(n),
   }
 }
 
 describe('Topic Alias, client to server', () => {
   test('an alias set with a topic is reused with an empty topic and may be remapped; subscribers get the full topic [MQTT-3.3.2-12]', async (t) => {
-    const port = await v5Broker(t)
+    const { port } = await v5Broker(t)
     const sub = await mqttSubscriber(t, port, 'al-sub', 'al/#')
-    const { c: pub, connack } = await raw5(t, port, 'al-pub')
+    const { c: pub, connack } = await raw5Connack(t, port, 'al-pub')
     assert.equal(connack.properties?.topicAliasMaximum, 10, 'CONNACK announces topic_alias_maximum (default 10)')
     pub5(pub, 'al/x', 'one', 1)
     pub5(pub, '', 'two', 1)
@@ -118,38 +65,38 @@ describe('Topic Alias, client to server', () => {
   })
 
   test('Topic Alias above the Topic Alias Maximum in CONNACK -> DISCONNECT 0x94 [MQTT-3.3.2-9]; 0 -> 0x94 [MQTT-3.3.2-8]', async (t) => {
-    const port = await v5Broker(t, { topicAliasMaximum: 2 })
-    const { c: ok, connack } = await raw5(t, port, 'al-max')
+    const { port } = await v5Broker(t, { topicAliasMaximum: 2 })
+    const { c: ok, connack } = await raw5Connack(t, port, 'al-max')
     assert.equal(connack.properties?.topicAliasMaximum, 2)
     pub5(ok, 'al/a', 'at the maximum', 2)
     pub5(ok, 'al/b', 'above it', 3)
-    assert.equal(await disconnectedWith(ok), 0x94)
-    const { c: zero } = await raw5(t, port, 'al-zero')
+    assert.equal((await serverDisconnect(ok)).reasonCode, 0x94)
+    const zero = await raw5(t, port, 'al-zero')
     pub5(zero, 'al/a', 'alias 0', 0)
-    assert.equal(await disconnectedWith(zero), 0x94)
+    assert.equal((await serverDisconnect(zero)).reasonCode, 0x94)
   })
 
   test('topic_alias_maximum 0: CONNACK announces none and any alias -> DISCONNECT 0x94 [MQTT-3.2.2-18]', async (t) => {
-    const port = await v5Broker(t, { topicAliasMaximum: 0 })
-    const { c, connack } = await raw5(t, port, 'al-none')
+    const { port } = await v5Broker(t, { topicAliasMaximum: 0 })
+    const { c, connack } = await raw5Connack(t, port, 'al-none')
     assert.equal(connack.properties?.topicAliasMaximum ?? 0, 0)
     pub5(c, 'al/a', 'x', 1)
-    assert.equal(await disconnectedWith(c), 0x94)
+    assert.equal((await serverDisconnect(c)).reasonCode, 0x94)
   })
 
   test('aliases do not survive a reconnect: an empty topic with an alias set on the previous connection -> DISCONNECT 0x82 [MQTT-3.3.2-7]', async (t) => {
-    const port = await v5Broker(t)
+    const { port } = await v5Broker(t)
     const sub = await mqttSubscriber(t, port, 'al-rc-sub', 'al/#')
     const persistent = { clean: false, properties: { sessionExpiryInterval: 300 } }
-    const { c: first } = await raw5(t, port, 'al-rc', persistent)
+    const first = await raw5(t, port, 'al-rc', persistent)
     pub5(first, 'al/x', 'set', 1)
     await sub.count(1)
     await first.disconnect()
-    const { c: second, connack } = await raw5(t, port, 'al-rc', persistent)
+    const { c: second, connack } = await raw5Connack(t, port, 'al-rc', persistent)
     assert.equal(connack.sessionPresent, true, 'the session survived; its aliases must not')
     pub5(second, '', 'reuse', 1)
-    assert.equal(await disconnectedWith(second), 0x82)
-    const { c: other } = await raw5(t, port, 'al-rc-other')
+    assert.equal((await serverDisconnect(second)).reasonCode, 0x82)
+    const other = await raw5(t, port, 'al-rc-other')
     pub5(other, 'al/sentinel', 'sentinel')
     await sub.count(2)
     assert.deepEqual(sub.got.map(([topic, payload]) => [topic, payload]), [['al/x', 'set'], ['al/sentinel', 'sentinel']])
@@ -158,10 +105,10 @@ describe('Topic Alias, client to server', () => {
 
 describe('Topic Alias, server to client', () => {
   test('a client announcing Topic Alias Maximum 2 gets topic + alias first, then empty topic + alias, never an alias above 2 [MQTT-3.3.2-11] [MQTT-3.1.2-26]; least recently used alias reused, hot topic keeps its own [MQTT-3.3.2-10]', async (t) => {
-    const port = await v5Broker(t)
-    const { c: sub } = await raw5(t, port, 'ta-sub', { properties: { topicAliasMaximum: 2 } })
+    const { port } = await v5Broker(t)
+    const sub = await raw5(t, port, 'ta-sub', { properties: { topicAliasMaximum: 2 } })
     assert.deepEqual(await sub5(sub, [{ topic: 'ta/#', qos: 0 }]), [0])
-    const { c: pub } = await raw5(t, port, 'ta-pub')
+    const pub = await raw5(t, port, 'ta-pub')
     const sent = ['a', 'a', 'b', 'a', 'c', 'a', 'b', 'a', 'c']
     sent.forEach((s, i) => pub5(pub, `ta/${s}`, `${i}`))
     const got = await wire(sub, sent.length)
@@ -188,11 +135,11 @@ describe('Topic Alias, server to client', () => {
   })
 
   test('a client that announced no Topic Alias Maximum (or 0) gets no aliases [MQTT-3.1.2-27]', async (t) => {
-    const port = await v5Broker(t)
-    const { c: none } = await raw5(t, port, 'ta-none')
-    const { c: zero } = await raw5(t, port, 'ta-zero', { properties: { topicAliasMaximum: 0 } })
+    const { port } = await v5Broker(t)
+    const none = await raw5(t, port, 'ta-none')
+    const zero = await raw5(t, port, 'ta-zero', { properties: { topicAliasMaximum: 0 } })
     for (const c of [none, zero]) assert.deepEqual(await sub5(c, [{ topic: 'tn/#', qos: 0 }]), [0])
-    const { c: pub } = await raw5(t, port, 'tn-pub')
+    const pub = await raw5(t, port, 'tn-pub')
     for (let i = 0; i < 3; i++) pub5(pub, 'tn/same', `${i}`)
     for (const c of [none, zero]) {
       assert.deepEqual(await wire(c, 3), [
@@ -204,11 +151,11 @@ describe('Topic Alias, server to client', () => {
   })
 
   test('server aliases start afresh on a new connection: the topic is sent again [MQTT-3.3.2-7]', async (t) => {
-    const port = await v5Broker(t)
+    const { port } = await v5Broker(t)
     const connect = { clean: false, properties: { sessionExpiryInterval: 300, topicAliasMaximum: 5 } }
-    const { c: first } = await raw5(t, port, 'ta-rc', connect)
+    const first = await raw5(t, port, 'ta-rc', connect)
     assert.deepEqual(await sub5(first, [{ topic: 'tr/#', qos: 0 }]), [0])
-    const { c: pub } = await raw5(t, port, 'tr-pub')
+    const pub = await raw5(t, port, 'tr-pub')
     pub5(pub, 'tr/x', '1')
     pub5(pub, 'tr/x', '2')
     assert.deepEqual(await wire(first, 2), [
@@ -216,7 +163,7 @@ describe('Topic Alias, server to client', () => {
       ['', 1, '2'],
     ])
     await first.disconnect()
-    const { c: second } = await raw5(t, port, 'ta-rc', connect)
+    const second = await raw5(t, port, 'ta-rc', connect)
     pub5(pub, 'tr/x', '3')
     pub5(pub, 'tr/x', '4')
     assert.deepEqual(await wire(second, 2), [

@@ -8,58 +8,10 @@
  * window, so once it is in, any QoS 1/2 PUBLISH the broker was going to send before it is in too.
  */
 import assert from 'node:assert/strict'
-import { once } from 'node:events'
-import { connect as netConnect, Socket } from 'node:net'
-import { describe, test, type TestContext } from 'node:test'
-import { connectAsync, type MqttClient } from 'mqtt'
-import type { IConnackPacket, IConnectPacket, IPublishPacket, ISubscription, Packet } from 'mqtt-packet'
-import type { Broker } from '../src/broker/broker.js'
-import type { OutpostConfig } from '../src/config/types.js'
-import { memoryBroker } from './helpers/broker.js'
-import { RawClient } from './helpers/raw-client.js'
-
-const WAIT_MS = 3000
-
-/** memoryBroker served on a real socket, and that socket's port for MQTT.js and v5 raw clients. */
-async function v5Broker(t: TestContext, overrides: Partial<OutpostConfig> = {}): Promise<{ broker: Broker; port: number }> {
-  const { broker, client } = await memoryBroker(t, overrides, undefined, 'tcp')
-  // memoryBroker hands out v3.1.1 raw clients only; one probe connection tells us its port.
-  const probe = client()
-  await once(probe.stream, 'connect')
-  const port = probe.stream instanceof Socket ? probe.stream.remotePort : undefined
-  probe.end()
-  assert.ok(port !== undefined, 'probe learned the port')
-  return { broker, port }
-}
-
-/** A raw MQTT 5 client and its CONNACK (reason code 0 asserted). */
-async function raw5(t: TestContext, port: number, clientId: string, connect: Partial<IConnectPacket> = {}): Promise<{ c: RawClient; connack: IConnackPacket }> {
-  const c = new RawClient(netConnect(port, '127.0.0.1'), 5)
-  t.after(() => c.end())
-  const connack = await c.connect({ protocolVersion: 5, clientId, ...connect })
-  assert.equal(connack.reasonCode, 0, `${clientId}: CONNACK reason code`)
-  return { c, connack }
-}
-
-async function sub5(c: RawClient, subscriptions: ISubscription[]): Promise<number[]> {
-  c.send({ cmd: 'subscribe', messageId: 1, subscriptions }, 5)
-  const ack = await c.next()
-  assert.equal(ack.cmd, 'suback')
-  return ack.cmd === 'suback' ? ack.granted.map(Number) : []
-}
-
-async function nextOf<C extends Packet['cmd']>(c: RawClient, cmd: C): Promise<Extract<Packet, { cmd: C }>> {
-  const p = await c.next(WAIT_MS)
-  const is = (x: Packet): x is Extract<Packet, { cmd: C }> => x.cmd === cmd
-  if (!is(p)) assert.fail(`expected ${cmd}, got ${JSON.stringify(p)}`)
-  return p
-}
-
-async function publisher(t: TestContext, port: number, clientId: string): Promise<MqttClient> {
-  const c = await connectAsync({ host: '127.0.0.1', port, protocolVersion: 5, clientId, reconnectPeriod: 0 })
-  t.after(() => c.end(true))
-  return c
-}
+import { describe, test } from 'node:test'
+import type { IPublishPacket } from 'mqtt-packet'
+import type { RawClient } from './helpers/raw-client.js'
+import { mqtt5, nextOf, raw5, raw5Connack, splitPackets, sub5, v5Broker, WAIT_MS } from './helpers/v5.js'
 
 /** The next PUBLISH, checked to be the sentinel: everything sent before it has arrived. */
 async function expectSentinel(c: RawClient, topic: string): Promise<void> {
@@ -74,9 +26,9 @@ function publish(qos: 0 | 1 | 2, messageId: number, topic: string, payload: Buff
 describe('Receive Maximum', () => {
   test('a subscriber with Receive Maximum 3 that does not ack gets exactly 3 of 10 QoS 1 messages, the 4th after one PUBACK [MQTT-3.3.4-9]', async (t) => {
     const { port } = await v5Broker(t)
-    const { c: sub } = await raw5(t, port, 'rm-sub', { properties: { receiveMaximum: 3 } })
+    const sub = await raw5(t, port, 'rm-sub', { properties: { receiveMaximum: 3 } })
     assert.deepEqual(await sub5(sub, [{ topic: 'rm/#', qos: 1 }]), [1])
-    const pub = await publisher(t, port, 'rm-pub')
+    const { client: pub } = await mqtt5(t, port, 'rm-pub')
     await Promise.all(Array.from({ length: 10 }, (_, i) => pub.publishAsync('rm/q', `${i}`, { qos: 1 })))
     await pub.publishAsync('rm/sentinel', 's1', { qos: 0 })
 
@@ -104,9 +56,9 @@ describe('Receive Maximum', () => {
 
   test('QoS 2: the window slot is held until PUBCOMP, not freed by PUBREC [MQTT-3.3.4-9]', async (t) => {
     const { port } = await v5Broker(t)
-    const { c: sub } = await raw5(t, port, 'rm2-sub', { properties: { receiveMaximum: 2 } })
+    const sub = await raw5(t, port, 'rm2-sub', { properties: { receiveMaximum: 2 } })
     assert.deepEqual(await sub5(sub, [{ topic: 'rm2/#', qos: 2 }]), [2])
-    const pub = await publisher(t, port, 'rm2-pub')
+    const { client: pub } = await mqtt5(t, port, 'rm2-pub')
     await Promise.all(Array.from({ length: 5 }, (_, i) => pub.publishAsync('rm2/q', `${i}`, { qos: 2 })))
     await pub.publishAsync('rm2/sentinel', 's1', { qos: 0 })
 
@@ -129,9 +81,9 @@ describe('Receive Maximum', () => {
 
   test('a PUBREC with a failure code frees the slot too [MQTT-3.3.4-9]', async (t) => {
     const { port } = await v5Broker(t)
-    const { c: sub } = await raw5(t, port, 'rmf-sub', { properties: { receiveMaximum: 1 } })
+    const sub = await raw5(t, port, 'rmf-sub', { properties: { receiveMaximum: 1 } })
     assert.deepEqual(await sub5(sub, [{ topic: 'rmf/#', qos: 2 }]), [2])
-    const pub = await publisher(t, port, 'rmf-pub')
+    const { client: pub } = await mqtt5(t, port, 'rmf-pub')
     await Promise.all(['0', '1'].map((m) => pub.publishAsync('rmf/q', m, { qos: 2 })))
     const first = await sub.nextPublish(WAIT_MS)
     sub.send({ cmd: 'pubrec', messageId: first.messageId as number, reasonCode: 0x80 }, 5)
@@ -141,7 +93,7 @@ describe('Receive Maximum', () => {
 
   test('a client sending more unreleased QoS 2 messages than our Receive Maximum gets DISCONNECT 0x93 [MQTT-3.3.4-7]', async (t) => {
     const { port } = await v5Broker(t, { receiveMaximum: 2 })
-    const { c, connack } = await raw5(t, port, 'rm-over')
+    const { c, connack } = await raw5Connack(t, port, 'rm-over')
     assert.equal(connack.properties?.receiveMaximum, 2)
     c.send(publish(2, 1, 'over/q', 'a'), 5)
     c.send(publish(2, 2, 'over/q', 'b'), 5)
@@ -161,14 +113,14 @@ describe('Receive Maximum', () => {
 describe('Maximum Packet Size (outgoing)', () => {
   test('a message larger than a subscriber Maximum Packet Size is dropped for it alone, and counted; smaller ones still arrive [MQTT-3.1.2-24] [MQTT-3.1.2-25]', async (t) => {
     const { broker, port } = await v5Broker(t)
-    const { c: small } = await raw5(t, port, 'mp-small', { properties: { maximumPacketSize: 100 } })
+    const small = await raw5(t, port, 'mp-small', { properties: { maximumPacketSize: 100 } })
     // Every packet the broker sends this client is checked against its limit.
     const bytes: Buffer[] = []
     small.stream.on('data', (chunk: Buffer) => bytes.push(chunk))
     assert.deepEqual(await sub5(small, [{ topic: 'mp/#', qos: 0 }]), [0])
-    const { c: big } = await raw5(t, port, 'mp-big')
+    const big = await raw5(t, port, 'mp-big')
     assert.deepEqual(await sub5(big, [{ topic: 'mp/#', qos: 0 }]), [0])
-    const pub = await publisher(t, port, 'mp-pub')
+    const { client: pub } = await mqtt5(t, port, 'mp-pub')
 
     // A v5 QoS 0 PUBLISH on 'mp/x' without properties is 9 bytes plus the payload.
     await pub.publishAsync('mp/x', Buffer.alloc(500, 0x61), { qos: 0 })
@@ -190,9 +142,9 @@ describe('Maximum Packet Size (outgoing)', () => {
 
   test('QoS 1: a dropped too-large message does not take a slot of the in-flight window [MQTT-3.1.2-25]', async (t) => {
     const { broker, port } = await v5Broker(t)
-    const { c: sub } = await raw5(t, port, 'mpq-sub', { properties: { maximumPacketSize: 100, receiveMaximum: 1 } })
+    const sub = await raw5(t, port, 'mpq-sub', { properties: { maximumPacketSize: 100, receiveMaximum: 1 } })
     assert.deepEqual(await sub5(sub, [{ topic: 'mpq/#', qos: 1 }]), [1])
-    const pub = await publisher(t, port, 'mpq-pub')
+    const { client: pub } = await mqtt5(t, port, 'mpq-pub')
     await pub.publishAsync('mpq/x', Buffer.alloc(500), { qos: 1 })
     await pub.publishAsync('mpq/x', 'fits', { qos: 1 })
     const p = await sub.nextPublish(WAIT_MS)
@@ -203,21 +155,3 @@ describe('Maximum Packet Size (outgoing)', () => {
     assert.equal((await sub.nextPublish(WAIT_MS)).payload.toString(), 'next')
   })
 })
-
-/** Splits a byte stream from the broker into packets (fixed header, varint length, body). */
-function splitPackets(bytes: Buffer): Buffer[] {
-  const out: Buffer[] = []
-  let at = 0
-  while (at < bytes.length) {
-    let len = 0
-    let i = at + 1
-    for (let mul = 1; ; mul *= 128) {
-      const b = bytes[i++] as number
-      len += (b & 0x7f) * mul
-      if ((b & 0x80) === 0) break
-    }
-    out.push(bytes.subarray(at, i + len))
-    at = i + len
-  }
-  return out
-}

@@ -5,93 +5,13 @@
  * SUBACK and retained PUBLISH packets is the point.
  */
 import assert from 'node:assert/strict'
-import { EventEmitter, once } from 'node:events'
-import { connect as netConnect, Socket } from 'node:net'
-import { describe, test, type TestContext } from 'node:test'
-import { connect, type IClientOptions, type MqttClient } from 'mqtt'
-import type { IConnectPacket, IPublishPacket, ISubscription, Packet } from 'mqtt-packet'
-import type { OutpostConfig } from '../src/config/types.js'
-import { memoryBroker } from './helpers/broker.js'
-import { RawClient } from './helpers/raw-client.js'
-
-const WAIT_MS = 3000
-
-/** memoryBroker served on a real socket, and that socket's port for MQTT.js and v5 raw clients. */
-async function v5Broker(t: TestContext, overrides: Partial<OutpostConfig> = {}): Promise<number> {
-  const { client } = await memoryBroker(t, overrides, undefined, 'tcp')
-  // memoryBroker hands out v3.1.1 raw clients only; one probe connection tells us its port.
-  const probe = client()
-  await once(probe.stream, 'connect')
-  const port = probe.stream instanceof Socket ? probe.stream.remotePort : undefined
-  probe.end()
-  assert.ok(port !== undefined, 'probe learned the port')
-  return port
-}
-
-/** A raw MQTT 5 client, connected (CONNACK 0) when this resolves. */
-async function raw5(t: TestContext, port: number, clientId: string, connect: Partial<IConnectPacket> = {}): Promise<RawClient> {
-  const c = new RawClient(netConnect(port, '127.0.0.1'), 5)
-  t.after(() => c.end())
-  const connack = await c.connect({ protocolVersion: 5, clientId, ...connect })
-  assert.equal(connack.reasonCode, 0, `${clientId}: CONNACK reason code`)
-  return c
-}
-
-/** SUBSCRIBE with v5 options and an optional Subscription Identifier; returns the SUBACK's reason codes. */
-async function sub5(c: RawClient, subscriptions: ISubscription[], subscriptionIdentifier?: number): Promise<number[]> {
-  c.send({ cmd: 'subscribe', messageId: 1, subscriptions, ...(subscriptionIdentifier === undefined ? {} : { properties: { subscriptionIdentifier } }) }, 5)
-  const ack = await c.next(WAIT_MS)
-  assert.equal(ack.cmd, 'suback', `expected SUBACK, got ${JSON.stringify(ack)}`)
-  return ack.cmd === 'suback' ? ack.granted.map(Number) : []
-}
-
-async function nextOf<C extends Packet['cmd']>(c: RawClient, cmd: C): Promise<Extract<Packet, { cmd: C }>> {
-  const p = await c.next(WAIT_MS)
-  const is = (x: Packet): x is Extract<Packet, { cmd: C }> => x.cmd === cmd
-  if (!is(p)) assert.fail(`expected ${cmd}, got ${JSON.stringify(p)}`)
-  return p
-}
+import { describe, test } from 'node:test'
+import type { IPublishPacket } from 'mqtt-packet'
+import type { RawClient } from './helpers/raw-client.js'
+import { mqtt5, nextOf, raw5, sub5, v5Broker, WAIT_MS } from './helpers/v5.js'
 
 function publish(topic: string, payload: string, qos: 0 | 1, retain = false, messageId = 1): IPublishPacket {
   return { cmd: 'publish', topic, payload: Buffer.from(payload), qos, retain, dup: false, ...(qos > 0 ? { messageId } : {}) }
-}
-
-/** Every message an MQTT.js client receives, in order. */
-class Inbox {
-  readonly messages: Array<{ topic: string; payload: string; packet: IPublishPacket }> = []
-  readonly #events = new EventEmitter()
-
-  constructor(client: MqttClient) {
-    client.on('message', (topic, payload, packet) => {
-      this.messages.push({ topic, payload: payload.toString(), packet })
-      this.#events.emit('message')
-    })
-  }
-
-  /** Resolves once `n` messages are in; rejects after WAIT_MS. */
-  async count(n: number): Promise<void> {
-    const deadline = performance.now() + WAIT_MS
-    while (this.messages.length < n) {
-      if (performance.now() > deadline) throw new Error(`expected ${n} messages, got ${JSON.stringify(this.messages.map((m) => [m.topic, m.payload]))}`)
-      await Promise.race([once(this.#events, 'message'), new Promise((r) => setTimeout(r, 50))])
-    }
-  }
-
-  payloads(): string[] {
-    return this.messages.map((m) => m.payload)
-  }
-}
-
-/** An MQTT.js v5 client with its inbox listening before CONNECT goes out. */
-async function mqtt5(t: TestContext, port: number, clientId: string, opts: IClientOptions = {}): Promise<{ client: MqttClient; inbox: Inbox }> {
-  const client = connect({ host: '127.0.0.1', port, protocolVersion: 5, clientId, reconnectPeriod: 0, connectTimeout: WAIT_MS, ...opts })
-  const inbox = new Inbox(client)
-  t.after(() => client.end(true))
-  await new Promise<void>((resolve, reject) => {
-    client.once('connect', () => resolve())
-    client.once('error', reject)
-  })
-  return { client, inbox }
 }
 
 /** The Subscription Identifiers of a PUBLISH, sorted: their order is not significant [MQTT-3.3.4-4]. */
@@ -102,7 +22,7 @@ function ids(packet: IPublishPacket | undefined): number[] {
 
 describe('subscription options', () => {
   test('No Local: a client does not get its own messages back on that subscription [MQTT-3.8.3-3]', async (t) => {
-    const port = await v5Broker(t)
+    const { port } = await v5Broker(t)
     const noLocal = await mqtt5(t, port, 'nl-on')
     await noLocal.client.subscribeAsync('nl/t', { qos: 1, nl: true })
     const echo = await mqtt5(t, port, 'nl-off')
@@ -116,7 +36,7 @@ describe('subscription options', () => {
   })
 
   test('Retain As Published keeps the RETAIN flag on forwarded messages [MQTT-3.3.1-13]; without it the flag is cleared [MQTT-3.3.1-12]', async (t) => {
-    const port = await v5Broker(t)
+    const { port } = await v5Broker(t)
     const rap = await raw5(t, port, 'rap-on')
     assert.deepEqual(await sub5(rap, [{ topic: 'rap/t', qos: 1, rap: true }]), [1])
     const plain = await raw5(t, port, 'rap-off')
@@ -136,7 +56,7 @@ describe('subscription options', () => {
   })
 
   test('Retain Handling 0 sends retained messages on every SUBSCRIBE [MQTT-3.3.1-9], 1 only when the subscription is new [MQTT-3.3.1-10], 2 never [MQTT-3.3.1-11]', async (t) => {
-    const port = await v5Broker(t)
+    const { port } = await v5Broker(t)
     const pub = await raw5(t, port, 'rh-pub')
     pub.send(publish('rh/t', 'kept', 1, true, 1), 5)
     pub.send(publish('rh-sentinel/x', 'sentinel', 1, true, 2), 5)
@@ -179,7 +99,7 @@ describe('subscription options', () => {
   })
 
   test('Retain Handling 1: a subscription restored with a persistent session is not new [MQTT-3.3.1-10]', async (t) => {
-    const port = await v5Broker(t)
+    const { port } = await v5Broker(t)
     const pub = await raw5(t, port, 'rhp-pub')
     pub.send(publish('rhp/t', 'kept', 1, true, 1), 5)
     pub.send(publish('rhp-sentinel/x', 'sentinel', 1, true, 2), 5)
@@ -199,7 +119,7 @@ describe('subscription options', () => {
 
 describe('Subscription Identifiers', () => {
   test('sent with every matching message; overlapping subscriptions give one PUBLISH with all their ids [MQTT-3.3.4-3] [MQTT-3.3.4-4]', async (t) => {
-    const port = await v5Broker(t)
+    const { port } = await v5Broker(t)
     const { client, inbox } = await mqtt5(t, port, 'si-sub')
     await client.subscribeAsync('si/+', { qos: 1, properties: { subscriptionIdentifier: 7 } })
     await client.subscribeAsync('si/#', { qos: 1, properties: { subscriptionIdentifier: 268_435_455 } })
@@ -224,7 +144,7 @@ describe('Subscription Identifiers', () => {
   })
 
   test("a subscription's identifier is on the retained messages sent when it is made [MQTT-3.3.4-3]", async (t) => {
-    const port = await v5Broker(t)
+    const { port } = await v5Broker(t)
     const pub = await raw5(t, port, 'sir-pub')
     pub.send(publish('sir/x', 'kept', 1, true), 5)
     await nextOf(pub, 'puback')
@@ -238,7 +158,7 @@ describe('Subscription Identifiers', () => {
 
 describe('v5 reason codes', () => {
   test('UNSUBACK: 0x00 for a filter that was subscribed, 0x11 for one that was not (section 3.11.3)', async (t) => {
-    const port = await v5Broker(t)
+    const { port } = await v5Broker(t)
     const c = await raw5(t, port, 'unsub')
     assert.deepEqual(await sub5(c, [{ topic: 'u/a', qos: 0 }]), [0])
     c.send({ cmd: 'unsubscribe', messageId: 2, unsubscriptions: ['u/b', 'u/a', 'u/a'] }, 5)
@@ -248,7 +168,7 @@ describe('v5 reason codes', () => {
   })
 
   test('PUBACK 0x10 when no subscriber matched, 0x00 once one does (section 3.4.2.1)', async (t) => {
-    const port = await v5Broker(t)
+    const { port } = await v5Broker(t)
     const pub = await raw5(t, port, 'nomatch-pub')
     pub.send(publish('nm/t', 'x', 1, false, 1), 5)
     const none = await nextOf(pub, 'puback')

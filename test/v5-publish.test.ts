@@ -9,112 +9,15 @@
  * is in, anything the broker sent before it is in too.
  */
 import assert from 'node:assert/strict'
-import { EventEmitter, once } from 'node:events'
-import { connect as netConnect, Socket } from 'node:net'
-import { describe, test, type TestContext } from 'node:test'
-import { connect, type IClientOptions, type MqttClient } from 'mqtt'
-import type { IConnectPacket, IPublishPacket, ISubscription, Packet } from 'mqtt-packet'
-import type { Broker } from '../src/broker/broker.js'
-import type { OutpostConfig } from '../src/config/types.js'
-import { memoryBroker } from './helpers/broker.js'
-import { RawClient } from './helpers/raw-client.js'
-
-const WAIT_MS = 3000
-
-/** memoryBroker served on a real socket, and that socket's port for MQTT.js and v5 raw clients. */
-async function v5Broker(t: TestContext, overrides: Partial<OutpostConfig> = {}): Promise<{ broker: Broker; port: number }> {
-  const { broker, client } = await memoryBroker(t, overrides, undefined, 'tcp')
-  // memoryBroker hands out v3.1.1 raw clients only; one probe connection tells us its port.
-  const probe = client()
-  await once(probe.stream, 'connect')
-  const port = probe.stream instanceof Socket ? probe.stream.remotePort : undefined
-  probe.end()
-  assert.ok(port !== undefined, 'probe learned the port')
-  return { broker, port }
-}
-
-/** A raw MQTT 5 client, connected (CONNACK 0) when this resolves. */
-async function raw5(t: TestContext, port: number, clientId: string, connect: Partial<IConnectPacket> = {}): Promise<RawClient> {
-  const c = new RawClient(netConnect(port, '127.0.0.1'), 5)
-  t.after(() => c.end())
-  const connack = await c.connect({ protocolVersion: 5, clientId, ...connect })
-  assert.equal(connack.reasonCode, 0, `${clientId}: CONNACK reason code`)
-  return c
-}
-
-/** SUBSCRIBE with v5 options and properties; returns the SUBACK's reason codes. */
-async function sub5(c: RawClient, subscriptions: ISubscription[], subscriptionIdentifier?: number, messageId = 1): Promise<number[]> {
-  c.send({ cmd: 'subscribe', messageId, subscriptions, ...(subscriptionIdentifier === undefined ? {} : { properties: { subscriptionIdentifier } }) }, 5)
-  const ack = await c.next()
-  assert.equal(ack.cmd, 'suback')
-  return ack.cmd === 'suback' ? ack.granted.map(Number) : []
-}
+import { describe, test } from 'node:test'
+import type { IConnectPacket, IPublishPacket } from 'mqtt-packet'
+import { tcpClient } from './helpers/broker.js'
+import type { RawClient } from './helpers/raw-client.js'
+import { mqtt5, nextOf, raw5, splitPackets, sub5, v5Broker, WAIT_MS } from './helpers/v5.js'
 
 function pub5(c: RawClient, topic: string, payload: string | Buffer, qos: 0 | 1 | 2, messageId: number | undefined, properties?: IPublishPacket['properties']): void {
   const body = typeof payload === 'string' ? Buffer.from(payload) : payload
   c.send({ cmd: 'publish', topic, payload: body, qos, retain: false, dup: false, ...(messageId === undefined ? {} : { messageId }), ...(properties === undefined ? {} : { properties }) }, 5)
-}
-
-async function nextOf<C extends Packet['cmd']>(c: RawClient, cmd: C): Promise<Extract<Packet, { cmd: C }>> {
-  const p = await c.next(WAIT_MS)
-  const is = (x: Packet): x is Extract<Packet, { cmd: C }> => x.cmd === cmd
-  if (!is(p)) assert.fail(`expected ${cmd}, got ${JSON.stringify(p)}`)
-  return p
-}
-
-/** Every message an MQTT.js client receives, in order. */
-class Inbox {
-  readonly messages: Array<{ topic: string; payload: string; packet: IPublishPacket }> = []
-  readonly #events = new EventEmitter()
-
-  constructor(client: MqttClient) {
-    client.on('message', (topic, payload, packet) => {
-      this.messages.push({ topic, payload: payload.toString(), packet })
-      this.#events.emit('message')
-    })
-  }
-
-  /** Resolves once `n` messages are in; rejects after WAIT_MS. */
-  async count(n: number): Promise<void> {
-    // performance.now(), not Date.now(): some tests mock Date.
-    const deadline = performance.now() + WAIT_MS
-    while (this.messages.length < n) {
-      if (performance.now() > deadline) throw new Error(`expected ${n} messages, got ${JSON.stringify(this.messages.map((m) => m.topic))}`)
-      await Promise.race([once(this.#events, 'message'), new Promise((r) => setTimeout(r, 50))])
-    }
-  }
-}
-
-/** An MQTT.js v5 client with its inbox listening before CONNECT goes out. */
-async function mqtt5(t: TestContext, port: number, clientId: string, opts: IClientOptions = {}): Promise<{ client: MqttClient; inbox: Inbox }> {
-  const client = connect({ host: '127.0.0.1', port, protocolVersion: 5, clientId, reconnectPeriod: 0, connectTimeout: WAIT_MS, ...opts })
-  const inbox = new Inbox(client)
-  t.after(() => client.end(true))
-  await new Promise<void>((resolve, reject) => {
-    client.once('connect', () => resolve())
-    client.once('error', reject)
-  })
-  return { client, inbox }
-}
-
-/** Splits a byte stream from the broker into packets (fixed header, varint length, body). */
-function splitPackets(bytes: Buffer): Buffer[] {
-  const out: Buffer[] = []
-  let at = 0
-  while (at < bytes.length) {
-    let len = 0
-    let mul = 1
-    let i = at + 1
-    for (;;) {
-      const b = bytes[i++] as number
-      len += (b & 0x7f) * mul
-      mul *= 128
-      if ((b & 0x80) === 0) break
-    }
-    out.push(bytes.subarray(at, i + len))
-    at = i + len
-  }
-  return out
 }
 
 type WireProperty = [id: number, value: number | string | [string, string]]
@@ -224,8 +127,7 @@ describe('Message Expiry Interval', () => {
     )
 
     t.mock.timers.tick(3000)
-    const back = new RawClient(netConnect(port, '127.0.0.1'), 5)
-    t.after(() => back.end())
+    const back = tcpClient(t, port, 5)
     const connack = await back.connect({ protocolVersion: 5, clientId: 'exp-sub', ...persistent })
     assert.equal(connack.sessionPresent, true)
     const first = await back.nextPublish(WAIT_MS)

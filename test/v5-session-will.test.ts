@@ -8,35 +8,11 @@
  * 1.5 s; the tests that wait that long run concurrently, each on its own broker.
  */
 import assert from 'node:assert/strict'
-import { connect as netConnect, createServer, type AddressInfo } from 'node:net'
-import { describe, test, type TestContext } from 'node:test'
-import { connect as mqttConnect, type IClientOptions, type MqttClient } from 'mqtt'
+import { describe, test } from 'node:test'
 import type { IConnackPacket, IConnectPacket, IPublishPacket } from 'mqtt-packet'
 import type { Broker } from '../src/broker/broker.js'
-import type { OutpostConfig } from '../src/config/types.js'
-import { memoryBroker } from './helpers/broker.js'
-import { RawClient } from './helpers/raw-client.js'
-
-/**
- * The broker served on a real socket on port 0. memoryBroker starts it and closes it after the
- * test; the listener is ours because MQTT.js needs the port and the helper's client() speaks 3.1.1.
- */
-async function serve(t: TestContext, overrides: Partial<OutpostConfig> = {}): Promise<{ broker: Broker; port: number; raw(): RawClient }> {
-  const { broker } = await memoryBroker(t, overrides)
-  const server = createServer((s) => broker.handle(s, { remoteAddress: s.remoteAddress, remotePort: s.remotePort }))
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.after(() => new Promise<void>((resolve) => server.close(() => resolve())))
-  const { port } = server.address() as AddressInfo
-  return {
-    broker,
-    port,
-    raw(): RawClient {
-      const c = new RawClient(netConnect(port, '127.0.0.1'), 5)
-      t.after(() => c.end())
-      return c
-    },
-  }
-}
+import type { RawClient } from './helpers/raw-client.js'
+import { mqtt5, v5Broker } from './helpers/v5.js'
 
 type Will = NonNullable<IConnectPacket['will']>
 
@@ -82,7 +58,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 describe('Will Delay Interval', { concurrency: true }, () => {
   test('the will goes out after the delay when the client does not come back (section 3.1.3.2.2)', async (t) => {
-    const { raw } = await serve(t)
+    const { raw } = await v5Broker(t)
     const w = await watcher(raw)
     const c = raw()
     await connectWithWill(c, 'late', { will: { properties: { willDelayInterval: 1 } }, expiry: 60 })
@@ -96,7 +72,7 @@ describe('Will Delay Interval', { concurrency: true }, () => {
   })
 
   test('reconnecting to the session before the delay cancels the will [MQTT-3.1.3-9]', async (t) => {
-    const { broker, raw } = await serve(t)
+    const { broker, raw } = await v5Broker(t)
     const w = await watcher(raw)
     const c = raw()
     await connectWithWill(c, 'back', { will: { properties: { willDelayInterval: 1 } }, expiry: 60, clean: false })
@@ -110,7 +86,7 @@ describe('Will Delay Interval', { concurrency: true }, () => {
   })
 
   test('a takeover that resumes the session is a return in time: the old connection\'s delayed will is cancelled [MQTT-3.1.4-3] [MQTT-3.1.3-9]', async (t) => {
-    const { raw } = await serve(t)
+    const { raw } = await v5Broker(t)
     const w = await watcher(raw)
     const old = raw()
     await connectWithWill(old, 'twin', { will: { properties: { willDelayInterval: 1 } }, expiry: 60, clean: false })
@@ -123,7 +99,7 @@ describe('Will Delay Interval', { concurrency: true }, () => {
   })
 
   test('a session that ends before the delay sends the will then: Session Expiry 1 s, Will Delay 30 s (section 3.1.3.2.2)', async (t) => {
-    const { raw } = await serve(t)
+    const { raw } = await v5Broker(t)
     const w = await watcher(raw)
     const c = raw()
     await connectWithWill(c, 'short-session', { will: { properties: { willDelayInterval: 30 } }, expiry: 1 })
@@ -136,7 +112,7 @@ describe('Will Delay Interval', { concurrency: true }, () => {
   })
 
   test('Session Expiry 0 ends the session with the connection: a delayed will goes out at once (section 3.1.3.2.2)', async (t) => {
-    const { raw } = await serve(t)
+    const { raw } = await v5Broker(t)
     const w = await watcher(raw)
     const c = raw()
     await connectWithWill(c, 'no-session', { will: { properties: { willDelayInterval: 30 } }, expiry: 0 })
@@ -145,7 +121,7 @@ describe('Will Delay Interval', { concurrency: true }, () => {
   })
 
   test('reconnecting with Clean Start 1 ends the old session, and its pending will goes out then (section 3.1.3.2.2)', async (t) => {
-    const { broker, raw } = await serve(t)
+    const { broker, raw } = await v5Broker(t)
     const w = await watcher(raw)
     const c = raw()
     await connectWithWill(c, 'restart', { will: { properties: { willDelayInterval: 30 } }, expiry: 60 })
@@ -159,22 +135,12 @@ describe('Will Delay Interval', { concurrency: true }, () => {
 
 describe('will message', () => {
   test('will properties reach a v5 subscriber: Content Type, Response Topic, Correlation Data, Payload Format, Message Expiry, User Properties in order [MQTT-3.1.3-10] (MQTT.js)', async (t) => {
-    const { port } = await serve(t)
-    const base: IClientOptions = { host: '127.0.0.1', port, protocolVersion: 5, reconnectPeriod: 0, connectTimeout: 2000 }
-    const connected = (client: MqttClient): Promise<void> =>
-      new Promise((resolve, reject) => {
-        client.once('connect', () => resolve())
-        client.once('error', reject)
-      })
-    const sub = mqttConnect({ ...base, clientId: 'listener' })
-    t.after(() => sub.endAsync(true))
-    await connected(sub)
+    const { port } = await v5Broker(t)
+    const { client: sub } = await mqtt5(t, port, 'listener')
     await sub.subscribeAsync('will/#', { qos: 1 })
     const got = new Promise<IPublishPacket>((resolve) => sub.once('message', (_topic, _payload, packet) => resolve(packet)))
 
-    const dying = mqttConnect({
-      ...base,
-      clientId: 'dying',
+    const { client: dying } = await mqtt5(t, port, 'dying', {
       will: {
         topic: 'will/dying',
         payload: Buffer.from('{"state":"offline"}'),
@@ -190,8 +156,6 @@ describe('will message', () => {
         },
       },
     })
-    t.after(() => dying.endAsync(true))
-    await connected(dying)
     // Forced: the socket is destroyed without DISCONNECT, so the will goes out.
     await dying.endAsync(true)
 
@@ -210,7 +174,7 @@ describe('will message', () => {
   })
 
   test('a takeover closes the old connection without DISCONNECT from it: its will (no delay) is published [MQTT-3.1.4-3]', async (t) => {
-    const { raw } = await serve(t)
+    const { raw } = await v5Broker(t)
     const w = await watcher(raw)
     const old = raw()
     await connectWithWill(old, 'replaced')
@@ -219,7 +183,7 @@ describe('will message', () => {
   })
 
   test('DISCONNECT 0x04 (Disconnect with Will Message) publishes the will; 0x00 discards it [MQTT-3.14.4-3]', async (t) => {
-    const { raw } = await serve(t)
+    const { raw } = await v5Broker(t)
     const w = await watcher(raw)
     const withWill = raw()
     await connectWithWill(withWill, 'asks')
@@ -237,7 +201,7 @@ describe('will message', () => {
   })
 
   test('a will QoS above max_qos is refused: CONNACK 0x9B and close [MQTT-3.2.2-12]', async (t) => {
-    const { raw } = await serve(t, { maxQos: 1 })
+    const { raw } = await v5Broker(t, { maxQos: 1 })
     const c = raw()
     const connack = await connectWithWill(c, 'qos2-will', { will: { qos: 2 } })
     assert.equal(connack.reasonCode, 0x9b)
@@ -247,7 +211,7 @@ describe('will message', () => {
   })
 
   test('a retained will with retain_available false is refused: CONNACK 0x9A and close [MQTT-3.2.2-13]', async (t) => {
-    const { raw } = await serve(t, { retainAvailable: false })
+    const { raw } = await v5Broker(t, { retainAvailable: false })
     const c = raw()
     const connack = await connectWithWill(c, 'retained-will', { will: { retain: true } })
     assert.equal(connack.reasonCode, 0x9a)

@@ -9,35 +9,12 @@
  * deadline, and then check the wire.
  */
 import assert from 'node:assert/strict'
-import { connect as netConnect, createServer, type AddressInfo } from 'node:net'
-import { describe, test, type TestContext } from 'node:test'
-import { connect as mqttConnect, type IClientOptions, type MqttClient } from 'mqtt'
+import { describe, test } from 'node:test'
+import type { IClientOptions } from 'mqtt'
 import type { IConnackPacket, IPublishPacket } from 'mqtt-packet'
 import { NEVER, type Broker } from '../src/broker/broker.js'
-import type { OutpostConfig } from '../src/config/types.js'
-import { memoryBroker } from './helpers/broker.js'
-import { RawClient } from './helpers/raw-client.js'
-
-/**
- * The broker served on a real socket on port 0. memoryBroker starts it and closes it after the
- * test; the listener is ours because MQTT.js needs the port and the helper's client() speaks 3.1.1.
- */
-async function serve(t: TestContext, overrides: Partial<OutpostConfig> = {}): Promise<{ broker: Broker; port: number; raw(): RawClient }> {
-  const { broker } = await memoryBroker(t, overrides)
-  const server = createServer((s) => broker.handle(s, { remoteAddress: s.remoteAddress, remotePort: s.remotePort }))
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.after(() => new Promise<void>((resolve) => server.close(() => resolve())))
-  const { port } = server.address() as AddressInfo
-  return {
-    broker,
-    port,
-    raw(): RawClient {
-      const c = new RawClient(netConnect(port, '127.0.0.1'), 5)
-      t.after(() => c.end())
-      return c
-    },
-  }
-}
+import type { RawClient } from './helpers/raw-client.js'
+import { mqtt5, v5Broker } from './helpers/v5.js'
 
 /** CONNECT v5 as `clientId` with Clean Start and Session Expiry Interval as given; returns the CONNACK. */
 function connect5(c: RawClient, clientId: string, clean: boolean, expiry: number | undefined): Promise<IConnackPacket> {
@@ -72,7 +49,7 @@ function publish(topic: string, payload: string, qos: 0 | 1 | 2, messageId?: num
 
 describe('Session Expiry Interval', { concurrency: true }, () => {
   test('0 (or absent): the session ends with the connection, Session Present 0 on return [MQTT-3.1.2-23] [MQTT-3.2.2-3]', async (t) => {
-    const { raw } = await serve(t)
+    const { raw } = await v5Broker(t)
     for (const expiry of [0, undefined]) {
       const a = raw()
       assert.equal((await connect5(a, `e0-${expiry}`, false, expiry)).sessionPresent, false)
@@ -85,7 +62,7 @@ describe('Session Expiry Interval', { concurrency: true }, () => {
   })
 
   test('N seconds: resumed within N [MQTT-3.1.2-23], gone after N (section 3.1.2.11.2)', async (t) => {
-    const { broker, raw } = await serve(t)
+    const { broker, raw } = await v5Broker(t)
     const a = raw()
     await connect5(a, 'e1', false, 1)
     await subscribe5(a, 'x', 1)
@@ -102,7 +79,7 @@ describe('Session Expiry Interval', { concurrency: true }, () => {
   })
 
   test('0xFFFFFFFF: the session does not expire (section 3.1.2.11.2)', async (t) => {
-    const { broker, raw } = await serve(t)
+    const { broker, raw } = await v5Broker(t)
     const a = raw()
     const connack = await connect5(a, 'forever', false, NEVER)
     assert.equal(connack.properties?.sessionExpiryInterval, undefined, 'granted as asked')
@@ -115,7 +92,7 @@ describe('Session Expiry Interval', { concurrency: true }, () => {
   })
 
   test('persistent_client_expiration caps the interval and CONNACK says what was granted (section 3.2.2.3.2); the session expires on the cap', async (t) => {
-    const { broker, raw } = await serve(t, { persistentClientExpiration: 1 })
+    const { broker, raw } = await v5Broker(t, { persistentClientExpiration: 1 })
     const never = await connect5(raw(), 'capped-never', false, NEVER)
     assert.equal(never.properties?.sessionExpiryInterval, 1)
     const hour = raw()
@@ -131,7 +108,7 @@ describe('Session Expiry Interval', { concurrency: true }, () => {
   })
 
   test('DISCONNECT with Session Expiry Interval 0 ends a session that had N: Session Present 0 on return (section 3.14.2.2.2)', async (t) => {
-    const { broker, raw } = await serve(t)
+    const { broker, raw } = await v5Broker(t)
     const a = raw()
     await connect5(a, 'quitter', false, 3600)
     await subscribe5(a, 'x', 1)
@@ -142,7 +119,7 @@ describe('Session Expiry Interval', { concurrency: true }, () => {
   })
 
   test('DISCONNECT may shorten N: 3600 at CONNECT, 1 at DISCONNECT, gone after about 1 s (section 3.14.2.2.2)', async (t) => {
-    const { broker, raw } = await serve(t)
+    const { broker, raw } = await v5Broker(t)
     const a = raw()
     await connect5(a, 'shortened', false, 3600)
     await subscribe5(a, 'x', 1)
@@ -152,7 +129,7 @@ describe('Session Expiry Interval', { concurrency: true }, () => {
   })
 
   test('0 at CONNECT, non-zero at DISCONNECT: DISCONNECT 0x82 from the server, and no session kept [MQTT-3.14.2-2]', async (t) => {
-    const { raw } = await serve(t)
+    const { raw } = await v5Broker(t)
     const a = raw()
     await connect5(a, 'liar', false, 0)
     await subscribe5(a, 'x', 1)
@@ -166,7 +143,7 @@ describe('Session Expiry Interval', { concurrency: true }, () => {
 
 describe('Clean Start', () => {
   test('Clean Start 1 discards the existing session: Session Present 0 [MQTT-3.2.2-2], its subscriptions gone [MQTT-3.1.2-4]', async (t) => {
-    const { raw } = await serve(t)
+    const { raw } = await v5Broker(t)
     const a = raw()
     await connect5(a, 'fresh', false, 3600)
     await subscribe5(a, 'old/topic', 1)
@@ -188,7 +165,7 @@ describe('Clean Start', () => {
   })
 
   test('Clean Start 0 with an existing session resumes it: Session Present 1 [MQTT-3.2.2-3] [MQTT-3.1.2-5]', async (t) => {
-    const { raw } = await serve(t)
+    const { raw } = await v5Broker(t)
     const a = raw()
     await connect5(a, 'resumer', false, 3600)
     await subscribe5(a, 'x', 1)
@@ -198,38 +175,8 @@ describe('Clean Start', () => {
 })
 
 describe('queued messages', () => {
-  /** An MQTT.js v5 client with its messages recorded from before CONNECT goes out. */
-  function mqtt5(t: TestContext, port: number, clientId: string, opts: IClientOptions = {}): Promise<{ client: MqttClient; connack: IConnackPacket; got: IPublishPacket[] }> {
-    const client = mqttConnect({ host: '127.0.0.1', port, protocolVersion: 5, clientId, reconnectPeriod: 0, connectTimeout: 2000, ...opts })
-    t.after(() => client.endAsync(true))
-    const got: IPublishPacket[] = []
-    client.on('message', (_topic, _payload, packet) => got.push(packet))
-    return new Promise((resolve, reject) => {
-      client.once('connect', (connack) => resolve({ client, connack, got }))
-      client.once('error', reject)
-    })
-  }
-
-  /** Resolves once `got` holds `n` messages (some may have come with the CONNACK); rejects after 2 s. */
-  function received(client: MqttClient, got: IPublishPacket[], n: number): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const check = (): void => {
-        if (got.length < n) return
-        clearTimeout(timer)
-        client.off('message', check)
-        resolve()
-      }
-      const timer = setTimeout(() => {
-        client.off('message', check)
-        reject(new Error(`${got.length} of ${n} messages after 2 s`))
-      }, 2000)
-      client.on('message', check)
-      check()
-    })
-  }
-
   test('QoS 1 messages published while the client was away are delivered when it resumes its session (MQTT.js) [MQTT-3.1.2-23]', async (t) => {
-    const { port } = await serve(t)
+    const { port } = await v5Broker(t)
     const opts: IClientOptions = { clean: false, properties: { sessionExpiryInterval: 300 } }
     const first = await mqtt5(t, port, 'roamer', opts)
     assert.equal(first.connack.sessionPresent, false)
@@ -241,9 +188,10 @@ describe('queued messages', () => {
 
     const back = await mqtt5(t, port, 'roamer', opts)
     assert.equal(back.connack.sessionPresent, true)
-    await received(back.client, back.got, 3)
-    assert.deepEqual(back.got.map((p) => [p.topic, p.payload.toString(), p.qos]), [['inbox/1', 'm1', 1], ['inbox/2', 'm2', 1], ['inbox/3', 'm3', 1]])
+    await back.inbox.count(3)
+    const got = back.inbox.messages.map((m) => m.packet)
+    assert.deepEqual(got.map((p) => [p.topic, p.payload.toString(), p.qos]), [['inbox/1', 'm1', 1], ['inbox/2', 'm2', 1], ['inbox/3', 'm3', 1]])
     // Properties are kept with the queued message.
-    assert.deepEqual(back.got.map((p) => ({ ...p.properties?.userProperties })), [{ n: '1' }, { n: '2' }, { n: '3' }])
+    assert.deepEqual(got.map((p) => ({ ...p.properties?.userProperties })), [{ n: '1' }, { n: '2' }, { n: '3' }])
   })
 })

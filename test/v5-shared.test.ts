@@ -9,95 +9,14 @@
  * a sentinel topic, published last; once each member has it, everything routed before it is in.
  */
 import assert from 'node:assert/strict'
-import { EventEmitter, once } from 'node:events'
-import { connect as netConnect, Socket } from 'node:net'
 import { describe, test, type TestContext } from 'node:test'
-import { connect, type IClientOptions, type MqttClient } from 'mqtt'
-import type { IConnectPacket, IPublishPacket, ISubscription, Packet } from 'mqtt-packet'
-import type { OutpostConfig } from '../src/config/types.js'
-import { memoryBroker } from './helpers/broker.js'
-import { RawClient } from './helpers/raw-client.js'
-
-const WAIT_MS = 3000
-const SENTINEL = 'sentinel'
-
-/** memoryBroker served on a real socket, its port, and its v3.1.1 raw clients. */
-async function v5Broker(t: TestContext, overrides: Partial<OutpostConfig> = {}): Promise<{ port: number; client(): RawClient }> {
-  const { client } = await memoryBroker(t, overrides, undefined, 'tcp')
-  // memoryBroker hands out v3.1.1 raw clients only; one probe connection tells us its port.
-  const probe = client()
-  await once(probe.stream, 'connect')
-  const port = probe.stream instanceof Socket ? probe.stream.remotePort : undefined
-  probe.end()
-  assert.ok(port !== undefined, 'probe learned the port')
-  return { port, client }
-}
-
-/** A raw MQTT 5 client, connected (CONNACK 0) when this resolves. */
-async function raw5(t: TestContext, port: number, clientId: string, connect: Partial<IConnectPacket> = {}): Promise<RawClient> {
-  const c = new RawClient(netConnect(port, '127.0.0.1'), 5)
-  t.after(() => c.end())
-  const connack = await c.connect({ protocolVersion: 5, clientId, ...connect })
-  assert.equal(connack.reasonCode, 0, `${clientId}: CONNACK reason code`)
-  return c
-}
-
-async function sub5(c: RawClient, subscriptions: ISubscription[], messageId = 1): Promise<number[]> {
-  c.send({ cmd: 'subscribe', messageId, subscriptions }, 5)
-  const ack = await c.next(WAIT_MS)
-  assert.equal(ack.cmd, 'suback', `expected SUBACK, got ${JSON.stringify(ack)}`)
-  return ack.cmd === 'suback' ? ack.granted.map(Number) : []
-}
-
-async function nextOf<C extends Packet['cmd']>(c: RawClient, cmd: C): Promise<Extract<Packet, { cmd: C }>> {
-  const p = await c.next(WAIT_MS)
-  const is = (x: Packet): x is Extract<Packet, { cmd: C }> => x.cmd === cmd
-  if (!is(p)) assert.fail(`expected ${cmd}, got ${JSON.stringify(p)}`)
-  return p
-}
-
-/** Every message an MQTT.js client receives, in order. */
-class Inbox {
-  readonly messages: Array<{ topic: string; payload: string; packet: IPublishPacket }> = []
-  readonly #events = new EventEmitter()
-
-  constructor(client: MqttClient) {
-    client.on('message', (topic, payload, packet) => {
-      this.messages.push({ topic, payload: payload.toString(), packet })
-      this.#events.emit('message')
-    })
-  }
-
-  /** Resolves once `check` holds; rejects after WAIT_MS. */
-  async until(check: () => boolean, what: string): Promise<void> {
-    const deadline = performance.now() + WAIT_MS
-    while (!check()) {
-      if (performance.now() > deadline) throw new Error(`${what}; got ${JSON.stringify(this.messages.map((m) => [m.topic, m.payload]))}`)
-      await Promise.race([once(this.#events, 'message'), new Promise((r) => setTimeout(r, 50))])
-    }
-  }
-
-  /** Payloads received other than sentinels. */
-  payloads(): string[] {
-    return this.messages.filter((m) => m.payload !== SENTINEL).map((m) => m.payload)
-  }
-}
+import type { MqttClient } from 'mqtt'
+import { tcpClient } from './helpers/broker.js'
+import { type Inbox, mqtt5, nextOf, raw5, SENTINEL, sub5, v5Broker, WAIT_MS } from './helpers/v5.js'
 
 interface Member {
   client: MqttClient
   inbox: Inbox
-}
-
-/** An MQTT.js v5 client with its inbox listening before CONNECT goes out. */
-async function mqtt5(t: TestContext, port: number, clientId: string, opts: IClientOptions = {}): Promise<Member> {
-  const client = connect({ host: '127.0.0.1', port, protocolVersion: 5, clientId, reconnectPeriod: 0, connectTimeout: WAIT_MS, ...opts })
-  const inbox = new Inbox(client)
-  t.after(() => client.end(true))
-  await new Promise<void>((resolve, reject) => {
-    client.once('connect', () => resolve())
-    client.once('error', reject)
-  })
-  return { client, inbox }
 }
 
 /** `n` MQTT.js members of `filter`, each also subscribed (plainly) to the sentinel topic. */
@@ -317,8 +236,7 @@ describe('members that cannot take a message', () => {
     const sent = await publishAll(pub.client, 'off/t', 4)
     await settle(pub.client, 'off', here)
     assert.deepEqual(union(here), sent)
-    const back = new RawClient(netConnect(port, '127.0.0.1'), 5)
-    t.after(() => back.end())
+    const back = tcpClient(t, port, 5)
     assert.equal((await back.connect({ protocolVersion: 5, clientId: 'off-away', ...persistent })).sessionPresent, true)
     // Anything queued for it would be sent right after CONNACK, ahead of this SUBACK.
     assert.deepEqual(await sub5(back, [{ topic: `off/${SENTINEL}`, qos: 0 }]), [0], 'nothing was queued for the offline member')
@@ -370,8 +288,7 @@ describe('members that cannot take a message', () => {
     leaving.end()
     await settle(pub.client, 'q2p', staying)
     assert.deepEqual(union(staying), ['1'], 'the other member does not get the message in flight')
-    const back = new RawClient(netConnect(port, '127.0.0.1'), 5)
-    t.after(() => back.end())
+    const back = tcpClient(t, port, 5)
     assert.equal((await back.connect({ protocolVersion: 5, clientId: 'q2p-leaving', ...persistent })).sessionPresent, true)
     const again = await back.nextPublish(WAIT_MS)
     assert.deepEqual([again.payload.toString(), again.dup, again.messageId], ['0', true, first.messageId], 'resent with DUP and its packet id [MQTT-4.4.0-1]')
@@ -388,8 +305,7 @@ describe('members that cannot take a message', () => {
     const first = await only.nextPublish(WAIT_MS)
     assert.equal(first.properties?.subscriptionIdentifier, 5)
     await only.disconnect()
-    const back = new RawClient(netConnect(port, '127.0.0.1'), 5)
-    t.after(() => back.end())
+    const back = tcpClient(t, port, 5)
     assert.equal((await back.connect({ protocolVersion: 5, clientId: 'solo', ...persistent })).sessionPresent, true)
     const again = await back.nextPublish(WAIT_MS)
     assert.deepEqual(
@@ -434,8 +350,7 @@ describe('errors and limits', () => {
 
   test('shared_subscriptions false: CONNACK says so, and SUBACK 0x9E for a shared filter, next to a granted plain one (section 3.9.3)', async (t) => {
     const { port } = await v5Broker(t, { sharedSubscriptions: false })
-    const c = new RawClient(netConnect(port, '127.0.0.1'), 5)
-    t.after(() => c.end())
+    const c = tcpClient(t, port, 5)
     const connack = await c.connect({ protocolVersion: 5, clientId: 'no-shared' })
     assert.equal(connack.properties?.sharedSubscriptionAvailable, false)
     assert.deepEqual(await sub5(c, [{ topic: '$share/g/t', qos: 1 }, { topic: 'plain/t', qos: 1 }, { topic: '$queue/t', qos: 0 }]), [0x9e, 1, 0x9e])

@@ -1,6 +1,6 @@
 import type { Broker } from './broker.js'
 import type { Outlet, Session } from './session.js'
-import type { Message, QoS } from './types.js'
+import type { Message, MessageProperties, QoS } from './types.js'
 
 /**
  * Receives messages for an internal client. For QoS 1/2 the delivery counts as acknowledged when
@@ -12,6 +12,10 @@ export type InternalMessageHandler = (message: Message, qos: QoS, retain: boolea
 export interface InternalPublishOptions {
   qos?: QoS
   retain?: boolean
+  /** MQTT 5 properties for v5 subscribers (a bridge passes on what the cloud sent). */
+  properties?: MessageProperties
+  /** Message Expiry Interval in seconds. */
+  expiryInterval?: number
 }
 
 /** A client living in the same process, with the same session machinery as a network client. */
@@ -43,6 +47,8 @@ export class InternalClient implements Outlet {
       qos: options.qos ?? 0,
       retain: options.retain ?? false,
       origin: this.clientId,
+      properties: options.properties,
+      expiresAt: options.expiryInterval === undefined ? undefined : Date.now() + options.expiryInterval * 1000,
     }
     this.#broker.stats.publishReceived++
     this.#broker.publish(message)

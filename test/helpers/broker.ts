@@ -13,42 +13,53 @@ import { RawClient } from './raw-client.js'
 
 export type Transport = 'memory' | 'tcp'
 
+export interface MemoryBroker {
+  broker: Broker
+  /** A raw client speaking `protocolVersion` (3.1.1 unless told), ended after the test. */
+  client(protocolVersion?: 3 | 4 | 5): RawClient
+}
+
+/**
+ * A raw client on TCP `port` of this machine, ended after the test. It is returned at once:
+ * writes before the connect completes are buffered by the socket.
+ */
+export function tcpClient(t: TestContext, port: number, protocolVersion: 3 | 4 | 5 = 4): RawClient {
+  const c = new RawClient(netConnect(port, '127.0.0.1'), protocolVersion)
+  t.after(() => c.end())
+  return c
+}
+
 /**
  * An in-process broker. With 'memory' clients connect over in-memory stream pairs; with 'tcp'
- * the broker is served on a real socket on port 0, the way a listener hands it streams.
+ * the broker is served on a real socket on port 0, the way a listener hands it streams, and
+ * `port` is that socket's port (for MQTT.js and other clients of the test's own).
  */
+export async function memoryBroker(t: TestContext, overrides?: Partial<OutpostConfig>, hooks?: BrokerHooks, transport?: 'memory'): Promise<MemoryBroker>
+export async function memoryBroker(t: TestContext, overrides: Partial<OutpostConfig> | undefined, hooks: BrokerHooks | undefined, transport: 'tcp'): Promise<MemoryBroker & { port: number }>
+export async function memoryBroker(t: TestContext, overrides?: Partial<OutpostConfig>, hooks?: BrokerHooks, transport?: Transport): Promise<MemoryBroker & { port?: number }>
 export async function memoryBroker(
   t: TestContext,
   overrides: Partial<OutpostConfig> = {},
   hooks?: BrokerHooks,
   transport: Transport = 'memory',
-): Promise<{
-  broker: Broker
-  client(): RawClient
-}> {
+): Promise<MemoryBroker & { port?: number }> {
   const config = { ...defaultConfig(), sysInterval: 0, ...overrides }
   const broker = new Broker({ config, log: pino({ level: 'silent' }), ...(hooks === undefined ? {} : { hooks }) })
   await broker.start()
   t.after(() => broker.close())
-  let port = 0
   if (transport === 'tcp') {
     const server = createServer((socket) => broker.handle(socket, { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort }))
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-    port = (server.address() as AddressInfo).port
+    const { port } = server.address() as AddressInfo
     t.after(() => new Promise<void>((resolve) => server.close(() => resolve())))
+    return { broker, port, client: (protocolVersion = 4) => tcpClient(t, port, protocolVersion) }
   }
   return {
     broker,
-    client(): RawClient {
-      let c: RawClient
-      if (transport === 'tcp') {
-        // Writes before the connect completes are buffered by the socket.
-        c = new RawClient(netConnect(port, '127.0.0.1'))
-      } else {
-        const [ours, theirs] = duplexPair()
-        broker.handle(theirs, { remoteAddress: 'memory' })
-        c = new RawClient(ours)
-      }
+    client(protocolVersion: 3 | 4 | 5 = 4): RawClient {
+      const [ours, theirs] = duplexPair()
+      broker.handle(theirs, { remoteAddress: 'memory' })
+      const c = new RawClient(ours, protocolVersion)
       t.after(() => c.end())
       return c
     },
