@@ -1,7 +1,7 @@
 import { parser as createParser, type IPublishPacket, type Packet, type Parser } from 'mqtt-packet'
 import { ProtocolError } from './protocol-error.js'
 import type { ProtocolVersion, QoS } from './types.js'
-import { ByteReader } from './v5/reader.js'
+import { ByteReader, bodyStart } from './v5/reader.js'
 
 export type Decoded = { packet: Packet; error?: undefined } | { packet?: undefined; error: Error }
 
@@ -54,13 +54,6 @@ export class Decoder {
     this.#parsers.set(version, p)
     return p
   }
-}
-
-/** The start of the variable header: after the fixed header's type byte and Remaining Length. */
-function bodyStart(raw: Buffer): number {
-  let at = 1
-  while (((raw[at] as number) & 0x80) !== 0) at++
-  return at + 1
 }
 
 /** A 3.1 / 3.1.1 PUBLISH: topic, packet id for QoS 1 and 2, payload. */

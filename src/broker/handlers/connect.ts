@@ -7,7 +7,7 @@ import { isValidTopicName } from '../topics.js'
 import type { MessageProperties, QoS } from '../types.js'
 import { isValidMqttString } from '../utf8.js'
 import type { Connect5 } from '../v5/decode.js'
-import type { Properties } from '../v5/properties.js'
+import { NO_PROPERTIES, type Properties } from '../v5/properties.js'
 import type { Will } from '../wills.js'
 import { startEnhancedAuth } from './auth.js'
 import { assertWholePacketRead } from './wire.js'
@@ -184,6 +184,7 @@ function willOf(packet: Connect5, clientId: string): Will | undefined {
 
 /** The properties a message carries on to its subscribers, or undefined when there are none. */
 export function messageProperties(p: Properties): MessageProperties | undefined {
+  if (p === NO_PROPERTIES) return undefined
   const { payloadFormatIndicator, contentType, responseTopic, correlationData, userProperties } = p
   if (payloadFormatIndicator === undefined && contentType === undefined && responseTopic === undefined && correlationData === undefined && userProperties === undefined) {
     return undefined

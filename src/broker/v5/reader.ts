@@ -102,6 +102,13 @@ export class ByteReader {
   }
 }
 
+/** Where a whole packet's variable header starts: after the type byte and the Remaining Length. */
+export function bodyStart(raw: Buffer): number {
+  let at = 1
+  while (((raw[at] as number) & 0x80) !== 0) at++
+  return at + 1
+}
+
 /** Printable ASCII only: the common case, decoded without TextDecoder. */
 function isPlainAscii(b: Buffer): boolean {
   for (let i = 0; i < b.length; i++) {
