@@ -78,7 +78,7 @@ export class Session {
   clean: boolean
   /** Session Expiry Interval in seconds; 0xFFFFFFFF = never (3.1.1 persistent sessions). */
   expiryInterval = 0
-  /** filter -> granted QoS. The broker mirrors these into its subscription tree. */
+  /** filter (shared ones with their `$share/g/` prefix) -> granted QoS and options; mirrored into the subscription tree. */
   readonly subscriptions = new Map<string, SubscriptionOptions>()
   /** Incoming QoS 2 messages held until PUBREL, then published once [MQTT-4.3.3-2]. */
   readonly incomingQos2 = new Map<number, Message>()
