@@ -75,6 +75,8 @@ shared_subscriptions: false
 shared_subscription_strategy: hash_topic
 response_information: replies/
 reason_strings: false
+durability: os
+queue_full_policy: reject_new
 `
     const expected: OutpostConfig = {
       listeners: [
@@ -104,6 +106,8 @@ reason_strings: false
       sharedSubscriptionStrategy: 'hash_topic',
       responseInformation: 'replies/',
       reasonStrings: false,
+      durability: 'os',
+      queueFullPolicy: 'reject_new',
     }
     assert.deepEqual(parseConfigText(text, FILE), expected)
   })

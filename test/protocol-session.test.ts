@@ -111,45 +111,51 @@ for (const transport of ['memory', 'tcp'] as const) {
       assert.equal((await sub.nextPublish()).payload.toString(), '3')
     })
 
-    test('max_queued_messages: excess dropped and counted, one "queue full" log line per episode', async (t) => {
-      const lines: string[] = []
-      const sink = new Writable({
-        write(chunk: Buffer, _e, cb) {
-          lines.push(chunk.toString())
-          cb()
-        },
+    for (const [policy, kept] of [['drop_oldest', ['7', '8', '9']], ['reject_new', ['0', '1', '2']]] as const) {
+      test(`max_queued_messages with ${policy}: excess dropped and counted, "queue full" logged once per episode`, async (t) => {
+        const lines: string[] = []
+        const sink = new Writable({
+          write(chunk: Buffer, _e, cb) {
+            lines.push(chunk.toString())
+            cb()
+          },
+        })
+        const config = { ...defaultConfig(), sysInterval: 0, maxQueuedMessages: 3, queueFullPolicy: policy }
+        const broker = new Broker({ config, log: pino({ level: 'info' }, sink) })
+        await broker.start()
+        t.after(() => broker.close())
+        const connect = (): RawClient => {
+          const [a, b] = duplexPair()
+          broker.handle(b)
+          const c = new RawClient(a)
+          t.after(() => c.end())
+          return c
+        }
+        const dev = connect()
+        await dev.connect({ clientId: 'dev', clean: false })
+        await dev.subscribe('q', 1)
+        await dev.disconnect()
+        const pub = connect()
+        await pub.connect({ clientId: 'pub' })
+        for (let i = 0; i < 10; i++) pub.send({ cmd: 'publish', topic: 'q', payload: Buffer.from(String(i)), qos: 1, messageId: i + 1, retain: false, dup: false })
+        for (let i = 0; i < 10; i++) await pub.next()
+        assert.equal(broker.stats.publishDropped, 7)
+        assert.equal(lines.filter((l) => l.includes('queue full')).length, 1)
+        const back = connect()
+        await back.connect({ clientId: 'dev', clean: false })
+        const got: string[] = []
+        for (let i = 0; i < 3; i++) {
+          const p = (await back.nextPublish())
+          got.push(p.payload.toString())
+          back.send({ cmd: 'puback', messageId: p.messageId as number })
+        }
+        // Oldest dropped for the newest, or the newest refused.
+        assert.deepEqual(got, kept)
+        assert.equal(await back.quiet(100), true)
+        // Drained: the "room again" line closes the episode.
+        assert.equal(lines.filter((l) => l.includes('has room again')).length, 1)
       })
-      const broker = new Broker({ config: { ...defaultConfig(), sysInterval: 0, maxQueuedMessages: 3 }, log: pino({ level: 'warn' }, sink) })
-      await broker.start()
-      t.after(() => broker.close())
-      const connect = (): RawClient => {
-        const [a, b] = duplexPair()
-        broker.handle(b)
-        const c = new RawClient(a)
-        t.after(() => c.end())
-        return c
-      }
-      const dev = connect()
-      await dev.connect({ clientId: 'dev', clean: false })
-      await dev.subscribe('q', 1)
-      await dev.disconnect()
-      const pub = connect()
-      await pub.connect({ clientId: 'pub' })
-      for (let i = 0; i < 10; i++) pub.send({ cmd: 'publish', topic: 'q', payload: Buffer.from(String(i)), qos: 1, messageId: i + 1, retain: false, dup: false })
-      for (let i = 0; i < 10; i++) await pub.next()
-      assert.equal(broker.stats.publishDropped, 7)
-      assert.equal(lines.filter((l) => l.includes('queue full')).length, 1)
-      const back = connect()
-      await back.connect({ clientId: 'dev', clean: false })
-      const got: string[] = []
-      for (let i = 0; i < 3; i++) {
-        const p = (await back.nextPublish())
-        got.push(p.payload.toString())
-        back.send({ cmd: 'puback', messageId: p.messageId as number })
-      }
-      assert.deepEqual(got, ['0', '1', '2'])
-      assert.equal(await back.quiet(100), true)
-    })
+    }
 
     test('max_queued_bytes caps the queue by payload size', async (t) => {
       const { client, broker } = await memoryBroker(t, { maxQueuedMessages: 0, maxQueuedBytes: 25 }, undefined, transport)

@@ -1,13 +1,13 @@
 import type { Logger } from 'pino'
 import type { OutpostConfig } from '../config/types.js'
 import { MemoryStore } from '../store/memory.js'
-import type { SessionRecord, Store } from '../store/types.js'
+import type { SessionRecord, Store, StoreOp } from '../store/types.js'
 import { Connection } from './connection.js'
 import { Decoder } from './decoder.js'
 import { InternalClient, type InternalMessageHandler } from './internal-client.js'
 import { ReasonCode } from './protocol-error.js'
 import { PublishEncoder4 } from './publish-encoder.js'
-import { Session, type SessionEvents, type Throttle } from './session.js'
+import { Session, type Queued, type SessionEvents, type SessionJournal, type Throttle } from './session.js'
 import { pickMember } from './shared.js'
 import { BrokerStats } from './stats.js'
 import { SubscriptionTree, type SharedGroup, type SubscriptionOptions } from './subscription-tree.js'
@@ -41,6 +41,7 @@ export type BrokerConfig = Pick<
   | 'sharedSubscriptionStrategy'
   | 'responseInformation'
   | 'reasonStrings'
+  | 'queueFullPolicy'
 >
 
 export interface AuthRequest {
@@ -91,6 +92,15 @@ export interface BrokerOptions {
 const SWEEP_MS = 500
 /** A connection that has not sent CONNECT within this time is closed. */
 const CONNECT_TIMEOUT_MS = 10_000
+/** What became of a routed message: whether anyone subscribed, and whether a full queue refused it. */
+export interface PublishResult {
+  readonly matched: boolean
+  readonly rejected?: boolean
+}
+
+const MATCHED: Promise<PublishResult> = Promise.resolve({ matched: true })
+const UNMATCHED: Promise<PublishResult> = Promise.resolve({ matched: false })
+
 /** Session Expiry Interval 0xFFFFFFFF: the session never expires (section 3.1.2.11.2). */
 export const NEVER = 0xffff_ffff
 
@@ -119,6 +129,10 @@ export class Broker {
   readonly #tree = new SubscriptionTree()
   readonly #wills = new PendingWills()
   readonly #sessionEvents: SessionEvents
+  readonly #journal: SessionJournal = {
+    record: (op) => this.#record(op),
+    commit: (op) => this.store.write([op]),
+  }
   readonly #sys: SysPublisher
   #sweep: NodeJS.Timeout | undefined
   #atConnectionLimit = false
@@ -133,6 +147,7 @@ export class Broker {
     this.#sessionEvents = {
       dropped: (session, reason, first) => {
         this.stats.publishDropped++
+        session.droppedCount++
         if (reason === 'expired') this.stats.publishExpired++
         if (reason === 'too-large') this.stats.publishTooLarge++
         if (first) {
@@ -143,6 +158,9 @@ export class Broker {
         }
       },
       sent: () => undefined,
+      queueRoom: (session) => {
+        this.log.info({ clientId: session.clientId, queued: session.queuedCount }, 'client queue has room again')
+      },
       stalled: (session) => {
         this.log.warn({ clientId: session.clientId, queued: session.queuedCount }, 'client is not draining its queue; publishers are no longer slowed for it')
       },
@@ -150,14 +168,29 @@ export class Broker {
     this.#sys = new SysPublisher(this)
   }
 
-  /** Restores persistent sessions from the store and starts the timers. */
+  /**
+   * Restores what the store holds (persistent sessions with their subscriptions and queues,
+   * incoming QoS 2 messages awaiting PUBREL, wills waiting to go out) and starts the timers.
+   */
   async start(): Promise<void> {
-    for (const record of await this.store.listSessions()) {
+    const store = this.store
+    for (const record of await store.listSessions()) {
       const session = this.#newSession(record.clientId, false)
       session.expiresAt = record.expiresAt
       session.expiryInterval = record.expiryInterval ?? NEVER
       for (const { filter, ...options } of record.subscriptions) this.#addSubscription(session, filter, options)
+      session.restore(await store.readQueue(record.clientId, 0, Number.MAX_SAFE_INTEGER))
       this.#sessions.set(record.clientId, session)
+    }
+    for (const { clientId, packetId, message } of await store.listIncoming()) {
+      this.#sessions.get(clientId)?.incomingQos2.set(packetId, message)
+    }
+    const now = Date.now()
+    for (const w of await store.listWills()) {
+      // publishAt 0: its client was connected when the process stopped, which ends the connection
+      // as a network failure would [MQTT-3.1.2-8]; the delay runs from now.
+      const will: Will = { message: w.message, delay: w.delay, expiryInterval: w.expiryInterval }
+      this.#wills.schedule(w.clientId, will, w.publishAt === 0 ? now + w.delay * 1000 : w.publishAt)
     }
     this.#sweep = setInterval(() => this.#sweepTimers(), SWEEP_MS)
     this.#sweep.unref()
@@ -214,42 +247,104 @@ export class Broker {
    * [MQTT-3.8.4-8], with the retain flag cleared unless the subscription asked for Retain As
    * Published [MQTT-3.3.1-12], to one member of each matching shared subscription
    * [MQTT-4.8.2-3], and updates the retained store [MQTT-3.3.1-5].
+   *
+   * In two steps: the routing decides which sessions get it and their store entries; those
+   * (with the retained update and the caller's `ops`) are written in one batch; only then are the
+   * messages handed to the sessions, and the returned promise resolves, so the caller's PUBACK /
+   * PUBREC / PUBCOMP follows a durable write. Many publishes share a batch (group commit).
+   * QoS 0 with nothing to store skips the store and resolves at once.
    */
-  publish(message: Message, publisher?: { session: Session | undefined } & Throttle): { matched: boolean } {
-    if (message.retain && this.config.retainAvailable) {
-      this.store.setRetained(message).catch((err: unknown) => this.log.error({ err, topic: message.topic }, 'failed to store retained message'))
-    }
+  publish(message: Message, publisher?: { session: Session | undefined } & Throttle, ops: StoreOp[] = []): Promise<PublishResult> {
+    if (message.retain && this.config.retainAvailable) ops.push({ op: 'set-retained', message })
     const { direct, shared } = this.#tree.match(message.topic, message.origin)
+    const deliveries: Array<[Session, Queued]> = []
+    let rejected = false
     for (const m of direct.values()) {
       const session = this.#sessions.get(m.clientId)
       if (session === undefined) continue
       const qos = m.qos < message.qos ? m.qos : message.qos
-      const backedUp = session.deliver({ message, qos, retain: m.retainAsPublished && message.retain, subscriptionIds: m.subscriptionIds })
+      if (qos > 0 && session.wouldReject(message.payload.length)) {
+        // queue_full_policy reject_new: not stored for this client; the publisher is told (v5 0x97).
+        this.#sessionEvents.dropped(session, 'queue-full', false)
+        rejected = true
+        continue
+      }
+      deliveries.push([session, this.#prepare(session, { message, qos, retain: m.retainAsPublished && message.retain, subscriptionIds: m.subscriptionIds }, ops)])
+    }
+    for (const group of shared) {
+      const target = this.#pickShared(group, message, undefined)
+      if (target !== undefined) deliveries.push([target[0], this.#prepare(target[0], target[1], ops)])
+    }
+    const matched = direct.size > 0 || shared.length > 0
+    if (rejected) {
+      const result = { matched, rejected }
+      if (ops.length === 0) {
+        this.#hand(deliveries, publisher)
+        return Promise.resolve(result)
+      }
+      return this.store.write(ops).then(() => {
+        this.#hand(deliveries, publisher)
+        return result
+      })
+    }
+    if (ops.length === 0) {
+      this.#hand(deliveries, publisher)
+      return matched ? MATCHED : UNMATCHED
+    }
+    const written = this.store.write(ops)
+    if (message.qos === 0) {
+      // Nobody waits for a QoS 0 message: hand it on now; what it stored (a retained message, a
+      // queue_qos0_messages entry) is written with the next batch.
+      written.catch((err: unknown) => this.log.error({ err, topic: message.topic }, 'failed to store a QoS 0 message'))
+      this.#hand(deliveries, publisher)
+      return matched ? MATCHED : UNMATCHED
+    }
+    return written.then(() => {
+      this.#hand(deliveries, publisher)
+      return { matched }
+    })
+  }
+
+  /** The store entry for one delivery, when the session outlives its connection (QoS 0 only offline and asked for). */
+  /** Whether `queue_full_policy: reject_new` would refuse `message` for any matching session (asked before PUBREC). */
+  wouldReject(message: Message): boolean {
+    if (this.config.queueFullPolicy !== 'reject_new') return false
+    for (const m of this.#tree.match(message.topic, message.origin).direct.values()) {
+      if (this.#sessions.get(m.clientId)?.wouldReject(message.payload.length) === true) return true
+    }
+    return false
+  }
+
+  #prepare(session: Session, item: Queued, ops: StoreOp[]): Queued {
+    if (item.qos === 0 && (session.online || !this.config.queueQos0Messages)) return item
+    return session.prepare(item, ops)
+  }
+
+  #hand(deliveries: ReadonlyArray<[Session, Queued]>, publisher: ({ session: Session | undefined } & Throttle) | undefined): void {
+    for (const [session, item] of deliveries) {
+      const backedUp = session.deliver(item)
       // A connected subscriber that cannot keep up slows its publishers (not itself: it would stop
       // reading its own acks) rather than letting the queue cap drop acknowledged messages.
       if (backedUp && publisher !== undefined && publisher.session !== session) session.hold(publisher)
     }
-    for (const group of shared) this.#deliverShared(group, message, undefined)
-    return { matched: direct.size > 0 || shared.length > 0 }
   }
 
-  /** One member of a shared subscription gets the message; `exclude` is a member that just left. */
-  #deliverShared(group: SharedGroup, message: Message, exclude: string | undefined): boolean {
+  /** The member of a shared subscription that gets the message; `exclude` is a member that just left. */
+  #pickShared(group: SharedGroup, message: Message, exclude: string | undefined): [Session, Queued] | undefined {
     const sub = pickMember(group, this.config.sharedSubscriptionStrategy, message.topic, message.origin, (s) => {
       if (s.clientId === exclude) return 0
       return this.#sessions.get(s.clientId)?.fitness() ?? 0
     })
     const session = sub === undefined ? undefined : this.#sessions.get(sub.clientId)
-    if (sub === undefined || session === undefined) return false
+    if (sub === undefined || session === undefined) return undefined
     const id = sub.subscriptionId
-    session.deliver({
+    return [session, {
       message,
       qos: sub.qos < message.qos ? sub.qos : message.qos,
       retain: sub.retainAsPublished === true && message.retain,
       subscriptionIds: id === undefined ? undefined : [id],
       share: group.key,
-    })
-    return true
+    }]
   }
 
   async authenticate(req: AuthRequest): Promise<AuthVerdict> {
@@ -284,7 +379,8 @@ export class Broker {
     }
     const pending = this.#wills.take(clientId)
     // A new session means the old one ended, and a will waiting on it goes out now.
-    if (pending !== undefined && session === undefined) this.publish(willMessage(pending))
+    if (pending !== undefined && session === undefined) this.#publishWill(clientId, pending)
+    else if (pending !== undefined) this.#record({ op: 'del-will', clientId })
     const present = session !== undefined
     if (session === undefined) {
       session = this.#newSession(clientId, expiryInterval === 0)
@@ -298,11 +394,13 @@ export class Broker {
     return { session, present }
   }
 
-  /** Adds or replaces a subscription; true when it is new (for Retain Handling 1). */
+  /**
+   * Adds or replaces a subscription; true when it is new (for Retain Handling 1). The caller
+   * stores the session once for all the filters of a SUBSCRIBE (persistSession).
+   */
   subscribe(session: Session, filter: string, options: SubscriptionOptions): boolean {
     const isNew = !session.subscriptions.has(filter)
     this.#addSubscription(session, filter, options)
-    this.#persist(session)
     return isNew
   }
 
@@ -350,6 +448,7 @@ export class Broker {
     const will = conn.will
     conn.will = undefined
     if (publishWill && will !== undefined) this.#startWill(session, will)
+    else if (conn.willStored) this.#record({ op: 'del-will', clientId: session.clientId })
     if (session.online) return
     if (session.clean) {
       this.#discard(session)
@@ -370,20 +469,46 @@ export class Broker {
     return cap > 0 && (requested === NEVER || requested > cap) ? cap : requested
   }
 
+  /**
+   * Stores a connected client's will, so that if the process dies with the connection open the
+   * will still goes out after a restart (publishAt 0: armed, not yet started).
+   */
+  armWill(conn: Connection, will: Will): void {
+    conn.willStored = true
+    this.#record({ op: 'put-will', record: { clientId: conn.clientId, message: will.message, delay: will.delay, expiryInterval: will.expiryInterval, publishAt: 0 } })
+  }
+
   /** Publishes a will now, or after its delay if the session outlives the connection [MQTT-3.1.3-9]. */
   #startWill(session: Session, will: Will): void {
     if (will.delay === 0 || session.clean) {
-      this.publish(willMessage(will))
+      this.#publishWill(session.clientId, will)
       return
     }
-    this.#wills.schedule(session.clientId, will, Date.now() + will.delay * 1000)
+    const publishAt = Date.now() + will.delay * 1000
+    this.#wills.schedule(session.clientId, will, publishAt)
+    this.#record({ op: 'put-will', record: { clientId: session.clientId, message: will.message, delay: will.delay, expiryInterval: will.expiryInterval, publishAt } })
+  }
+
+  #publishWill(clientId: string, will: Will, now = Date.now()): void {
+    this.publish(willMessage(will, now), undefined, [{ op: 'del-will', clientId }]).catch((err: unknown) => this.log.error({ err, clientId }, 'failed to publish a will'))
   }
 
   #redistributeShared(session: Session): void {
     session.releaseShared((item) => {
       const group = item.share === undefined ? undefined : this.#tree.sharedGroup(item.share)
-      return group !== undefined && this.#deliverShared(group, item.message, session.clientId)
+      const target = group === undefined ? undefined : this.#pickShared(group, item.message, session.clientId)
+      if (target === undefined) return false
+      const ops: StoreOp[] = []
+      const prepared = this.#prepare(target[0], target[1], ops)
+      for (const op of ops) this.#record(op)
+      target[0].deliver(prepared)
+      return true
     })
+  }
+
+  /** Writes `op` with the next batch without waiting for it; a failure is logged. */
+  #record(op: StoreOp): void {
+    this.store.write([op]).catch((err: unknown) => this.log.error({ err, op: op.op }, 'store write failed'))
   }
 
   /**
@@ -410,7 +535,7 @@ export class Broker {
   }
 
   #newSession(clientId: string, clean: boolean): Session {
-    return new Session(clientId, clean, this.config, this.#sessionEvents)
+    return new Session(clientId, clean, this.config, this.#sessionEvents, this.#journal)
   }
 
   #addSubscription(session: Session, filter: string, options: SubscriptionOptions): void {
@@ -424,18 +549,22 @@ export class Broker {
     session.clear()
     this.#sessions.delete(session.clientId)
     const will = this.#wills.take(session.clientId)
-    if (will !== undefined) this.publish(willMessage(will))
-    if (!session.clean) {
-      this.store.deleteSession(session.clientId).catch((err: unknown) => this.log.error({ err }, 'failed to delete session'))
-    }
+    if (will !== undefined) this.#publishWill(session.clientId, will)
+    // Also for a session that was persistent once (a DISCONNECT may have set its expiry to 0).
+    if (!this.#internal.has(session.clientId)) this.#record({ op: 'del-session', clientId: session.clientId })
   }
 
-  #persist(session: Session): void {
-    if (session.clean) return
+  /** Writes the session record; resolves once it is durable (SUBACK waits for it). */
+  persistSession(session: Session): Promise<void> {
+    if (session.clean) return Promise.resolve()
     const subscriptions = [...session.subscriptions].map(([filter, options]) => ({ filter, ...options }))
     const record: SessionRecord = { clientId: session.clientId, subscriptions, expiryInterval: session.expiryInterval }
     if (session.expiresAt !== undefined) record.expiresAt = session.expiresAt
-    this.store.putSession(record).catch((err: unknown) => this.log.error({ err, clientId: session.clientId }, 'failed to save session'))
+    return this.store.write([{ op: 'put-session', record }])
+  }
+
+  #persist(session: Session): void {
+    this.persistSession(session).catch((err: unknown) => this.log.error({ err, clientId: session.clientId }, 'failed to save session'))
   }
 
   #sweepTimers(): void {
@@ -452,7 +581,7 @@ export class Broker {
         conn.close('keepalive timeout', true, ReasonCode.KeepAliveTimeout)
       }
     }
-    for (const will of this.#wills.takeDue(now)) this.publish(willMessage(will, now))
+    for (const [clientId, will] of this.#wills.takeDue(now)) this.#publishWill(clientId, will, now)
     for (const session of this.#sessions.values()) {
       session.checkStall(now)
       if (!session.online && session.expiresAt !== undefined && session.expiresAt <= now) {

@@ -41,6 +41,8 @@ export class Connection implements Outlet, Throttle {
   username: string | undefined
   session: Session | undefined
   will: Will | undefined
+  /** The will was written to the store at CONNECT (see Broker.armWill), so it must be removed there too. */
+  willStored = false
   /** Seconds; 0 disables the keepalive check. */
   keepalive = 0
   lastSeen = Date.now()

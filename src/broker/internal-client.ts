@@ -51,7 +51,7 @@ export class InternalClient implements Outlet {
       expiresAt: options.expiryInterval === undefined ? undefined : Date.now() + options.expiryInterval * 1000,
     }
     this.#broker.stats.publishReceived++
-    this.#broker.publish(message)
+    this.#broker.publish(message).catch((err: unknown) => this.#broker.log.error({ err, clientId: this.clientId, topic }, 'internal client publish failed'))
   }
 
   async subscribe(filter: string, qos: QoS = 0): Promise<void> {

@@ -1,3 +1,4 @@
+import type { QueueEntry, StoreOp } from '../store/types.js'
 import { Fifo } from './queue.js'
 import type { SubscriptionOptions } from './subscription-tree.js'
 import type { Message, QoS } from './types.js'
@@ -37,6 +38,8 @@ export interface SessionLimits {
   maxQueuedMessages: number
   maxQueuedBytes: number
   queueQos0Messages: boolean
+  /** A full queue drops its oldest message for the new one, or refuses the new one. */
+  queueFullPolicy: 'drop_oldest' | 'reject_new'
 }
 
 export type DropReason = 'queue-full' | 'congested' | 'expired' | 'too-large'
@@ -46,11 +49,23 @@ export interface SessionEvents {
   dropped(session: Session, reason: DropReason, first: boolean): void
   /** A PUBLISH was handed to the outlet. */
   sent(session: Session): void
+  /** The queue was full and has room again (half empty): logged once, as its filling was. */
+  queueRoom(session: Session): void
   /** The session stayed above its high-water mark for STALL_MS: publishers are no longer held for it. */
   stalled(session: Session): void
 }
 
 export type AckResult = 'ok' | 'unknown' | 'mismatch'
+
+/**
+ * Where a persistent session writes its changes: the broker's store. `record` is written with the
+ * next batch and not waited for (an ack, a packet id of a QoS 1 delivery: losing one in a crash
+ * costs at most a duplicate QoS 1 delivery); `commit` resolves once the op is durable.
+ */
+export interface SessionJournal {
+  record(op: StoreOp): void
+  commit(op: StoreOp): Promise<void>
+}
 
 /** One delivery of a message to this session. */
 export interface Queued {
@@ -60,6 +75,8 @@ export interface Queued {
   readonly subscriptionIds?: readonly number[] | undefined
   /** The shared subscription it came through, so it can go to another member if this one leaves. */
   readonly share?: string | undefined
+  /** Its key in the store's queue for this client; undefined for sessions kept in memory only. */
+  readonly seq?: number | undefined
 }
 
 interface Inflight extends Queued {
@@ -78,6 +95,8 @@ export class Session {
   clean: boolean
   /** Session Expiry Interval in seconds; 0xFFFFFFFF = never (3.1.1 persistent sessions). */
   expiryInterval = 0
+  /** Messages dropped for this client (full queue, expiry, too large), for `$SYS`. */
+  droppedCount = 0
   /** filter (shared ones with their `$share/g/` prefix) -> granted QoS and options; mirrored into the subscription tree. */
   readonly subscriptions = new Map<string, SubscriptionOptions>()
   /** Incoming QoS 2 messages held until PUBREL, then published once [MQTT-4.3.3-2]. */
@@ -99,12 +118,22 @@ export class Session {
   readonly #highWater: number
   readonly #limits: SessionLimits
   readonly #events: SessionEvents
+  readonly #journal: SessionJournal
+  /** Next store key for this client's queue; only grows. */
+  #nextSeq = 1
+  /**
+   * Set while a QoS 2 PUBLISH waits for its packet id to be durable before it is sent: sending
+   * first and crashing before the write would resend it after a restart under a new packet id,
+   * which the client would take as a second message. Everything after it waits too, in order.
+   */
+  #barrier: Promise<void> | undefined
 
-  constructor(clientId: string, clean: boolean, limits: SessionLimits, events: SessionEvents) {
+  constructor(clientId: string, clean: boolean, limits: SessionLimits, events: SessionEvents, journal: SessionJournal) {
     this.clientId = clientId
     this.clean = clean
     this.#limits = limits
     this.#events = events
+    this.#journal = journal
     // Half the cap leaves room for what held publishers already had on the wire.
     this.#highWater = limits.maxQueuedMessages > 0 ? Math.max(1, Math.ceil(limits.maxQueuedMessages / 2)) : 1000
   }
@@ -155,6 +184,11 @@ export class Session {
    */
   deliver(item: Queued): boolean {
     const outlet = this.#outlet
+    if (this.#barrier !== undefined) {
+      // Behind a QoS 2 send that waits for the store: queue, to keep the order.
+      this.#enqueue(item)
+      return false
+    }
     if (item.qos === 0) {
       if (outlet !== undefined) {
         if (outlet.congested) {
@@ -174,6 +208,37 @@ export class Session {
     return outlet !== undefined && item.qos > 0 && this.#backedUp()
   }
 
+  /**
+   * Gives a message bound for this session its place in the store, when the session outlives
+   * its connection: the put goes into `ops`, which the broker writes (with the PUBLISH's other
+   * changes) before acknowledging the publisher and calling deliver().
+   */
+  prepare(item: Queued, ops: StoreOp[]): Queued {
+    if (this.clean) return item
+    const seq = this.#nextSeq++
+    const { message, qos, retain, subscriptionIds, share } = item
+    ops.push({ op: 'put-entry', clientId: this.clientId, entry: { seq, message, qos, retain, subscriptionIds, share } })
+    return { message, qos, retain, subscriptionIds, share, seq }
+  }
+
+  /**
+   * Puts back what the store held for this session after a restart: entries that had been sent
+   * go in flight again under their packet id (resent with DUP, or PUBREL after PUBREC), the rest
+   * are queued, in store order.
+   */
+  restore(entries: readonly QueueEntry[]): void {
+    for (const e of entries) {
+      const item: Queued = { message: e.message, qos: e.qos, retain: e.retain, subscriptionIds: e.subscriptionIds, share: e.share, seq: e.seq }
+      if (e.packetId !== undefined && !this.#inflight.has(e.packetId)) {
+        this.#inflight.set(e.packetId, { ...item, state: e.state ?? 'publish' })
+      } else {
+        this.#queue.push(item)
+        this.#queuedBytes += e.message.payload.length
+      }
+      if (e.seq >= this.#nextSeq) this.#nextSeq = e.seq + 1
+    }
+  }
+
   /** How fit this session is to take one more message now (for shared subscriptions). */
   fitness(): 0 | 1 | 2 {
     const outlet = this.#outlet
@@ -190,11 +255,17 @@ export class Session {
    */
   releaseShared(route: (item: Queued) => boolean): void {
     for (const [id, f] of this.#inflight) {
-      if (f.share !== undefined && f.state === 'publish' && f.qos === 1 && route(f)) this.#inflight.delete(id)
+      if (f.share !== undefined && f.state === 'publish' && f.qos === 1 && route(f)) {
+        this.#inflight.delete(id)
+        this.#forget(f)
+      }
     }
     if (!this.#hasQueuedShared()) return
     const keep: Queued[] = []
-    for (const q of this.#queue) if (q.share === undefined || !route(q)) keep.push(q)
+    for (const q of this.#queue) {
+      if (q.share === undefined || !route(q)) keep.push(q)
+      else this.#forget(q)
+    }
     this.#queue.clear()
     this.#queuedBytes = 0
     for (const q of keep) {
@@ -265,6 +336,7 @@ export class Session {
     if (f === undefined) return 'unknown'
     if (f.qos !== 1) return 'mismatch'
     this.#inflight.delete(packetId)
+    this.#forget(f)
     this.#pump()
     return 'ok'
   }
@@ -274,6 +346,7 @@ export class Session {
     const f = this.#inflight.get(packetId)
     if (f === undefined) return 'unknown'
     if (f.qos !== 2) return 'mismatch'
+    if (f.state !== 'pubrel' && f.seq !== undefined) this.#journal.record(this.#entryOp(f, packetId, 'pubrel'))
     f.state = 'pubrel'
     return 'ok'
   }
@@ -284,6 +357,7 @@ export class Session {
     if (f === undefined) return 'unknown'
     if (f.qos !== 2) return 'mismatch'
     this.#inflight.delete(packetId)
+    this.#forget(f)
     this.#pump()
     return 'ok'
   }
@@ -294,13 +368,28 @@ export class Session {
     if (f === undefined) return 'unknown'
     if (f.state !== 'pubrel') return 'mismatch'
     this.#inflight.delete(packetId)
+    this.#forget(f)
     this.#pump()
     return 'ok'
   }
 
   /** Acknowledges a delivery in one step, whatever its QoS: for internal clients. */
   complete(packetId: number): void {
-    if (this.#inflight.delete(packetId)) this.#pump()
+    const f = this.#inflight.get(packetId)
+    if (f === undefined) return
+    this.#inflight.delete(packetId)
+    this.#forget(f)
+    this.#pump()
+  }
+
+  /** A delivery is over (acknowledged, dropped or handed on): its store entry goes. */
+  #forget(item: Queued): void {
+    if (item.seq !== undefined) this.#journal.record({ op: 'del-entry', clientId: this.clientId, seq: item.seq, bytes: item.message.payload.length })
+  }
+
+  #entryOp(item: Queued, packetId: number, state: 'publish' | 'pubrel'): StoreOp {
+    const { message, qos, retain, subscriptionIds, share } = item
+    return { op: 'put-entry', clientId: this.clientId, entry: { seq: item.seq ?? 0, message, qos, retain, subscriptionIds, share, packetId, state } }
   }
 
   /** Drops everything: used when a clean session ends or a session expires. */
@@ -313,17 +402,30 @@ export class Session {
     this.#releaseHeld()
   }
 
-  #enqueue(item: Queued): void {
+  /** True when one more message of `size` bytes does not fit under `max_queued_messages` / `max_queued_bytes`. */
+  #isFull(size: number): boolean {
     const { maxQueuedMessages, maxQueuedBytes } = this.#limits
+    return (maxQueuedMessages > 0 && this.#queue.length >= maxQueuedMessages) || (maxQueuedBytes > 0 && this.#queuedBytes + size > maxQueuedBytes)
+  }
+
+  /** Under `reject_new`, whether a message of `size` bytes would be refused now (the publisher is told, v5 0x97). */
+  wouldReject(size: number): boolean {
+    return this.#limits.queueFullPolicy === 'reject_new' && this.#isFull(size)
+  }
+
+  #enqueue(item: Queued): void {
     const size = item.message.payload.length
-    if (
-      (maxQueuedMessages > 0 && this.#queue.length >= maxQueuedMessages) ||
-      (maxQueuedBytes > 0 && this.#queuedBytes + size > maxQueuedBytes)
-    ) {
+    while (this.#isFull(size)) {
       // One log line per episode, not one per message: re-armed when the queue drains.
       this.#events.dropped(this, 'queue-full', !this.#full)
       this.#full = true
-      return
+      const oldest = this.#limits.queueFullPolicy === 'drop_oldest' ? this.#queue.shift() : undefined
+      if (oldest === undefined) {
+        this.#forget(item)
+        return
+      }
+      this.#queuedBytes -= oldest.message.payload.length
+      this.#forget(oldest)
     }
     this.#queue.push(item)
     this.#queuedBytes += size
@@ -331,7 +433,7 @@ export class Session {
 
   #pump(): void {
     const outlet = this.#outlet
-    if (outlet === undefined) return
+    if (outlet === undefined || this.#barrier !== undefined) return
     while (this.#queue.length > 0) {
       const head = this.#queue.peek() as Queued
       if (head.qos > 0 && this.#inflight.size >= this.#window(outlet)) break
@@ -339,8 +441,12 @@ export class Session {
       this.#queuedBytes -= head.message.payload.length
       if (head.qos === 0) this.#sendQos0(outlet, head)
       else this.#send(outlet, head)
+      if (this.#barrier !== undefined) break
     }
-    if (this.#full && this.#queue.length * 2 <= this.#limits.maxQueuedMessages) this.#full = false
+    if (this.#full && this.#queue.length * 2 <= this.#limits.maxQueuedMessages) {
+      this.#full = false
+      this.#events.queueRoom(this)
+    }
     if (this.#queue.length * 2 <= this.#highWater) {
       this.#highSince = undefined
       this.#stalled = false
@@ -349,23 +455,53 @@ export class Session {
   }
 
   #sendQos0(outlet: Outlet, item: Queued): void {
+    this.#forget(item)
     if (this.#expired(item)) return
     if (outlet.sendPublish(item.message, 0, undefined, item.retain, false, item.subscriptionIds)) this.#events.sent(this)
     else this.#events.dropped(this, 'too-large', false)
   }
 
   #send(outlet: Outlet, item: Queued): void {
-    if (this.#expired(item)) return
+    if (this.#expired(item)) {
+      this.#forget(item)
+      return
+    }
     const id = this.#allocateId()
     // Spelled out rather than spread: this runs once per QoS 1/2 delivery.
-    this.#inflight.set(id, { message: item.message, qos: item.qos, retain: item.retain, subscriptionIds: item.subscriptionIds, share: item.share, state: 'publish' })
-    if (outlet.sendPublish(item.message, item.qos, id, item.retain, false, item.subscriptionIds)) {
+    const f: Inflight = { message: item.message, qos: item.qos, retain: item.retain, subscriptionIds: item.subscriptionIds, share: item.share, seq: item.seq, state: 'publish' }
+    this.#inflight.set(id, f)
+    if (item.seq !== undefined) {
+      const op = this.#entryOp(item, id, 'publish')
+      if (item.qos === 2) {
+        this.#sendWhenDurable(op, id, f)
+        return
+      }
+      this.#journal.record(op)
+    }
+    this.#transmit(outlet, id, f)
+  }
+
+  #transmit(outlet: Outlet, id: number, f: Inflight): void {
+    if (outlet.sendPublish(f.message, f.qos, id, f.retain, false, f.subscriptionIds)) {
       this.#events.sent(this)
       return
     }
     // Too large for this client: dropped for it alone, and its packet id is free again.
     this.#inflight.delete(id)
+    this.#forget(f)
     this.#events.dropped(this, 'too-large', false)
+  }
+
+  /** A QoS 2 delivery of a persistent session: its packet id on disk first (see #barrier). */
+  #sendWhenDurable(op: StoreOp, id: number, f: Inflight): void {
+    const done = (): void => {
+      this.#barrier = undefined
+      const outlet = this.#outlet
+      // Still ours and not yet sent; if the client left meanwhile, attach() resends it.
+      if (outlet !== undefined && this.#inflight.get(id) === f) this.#transmit(outlet, id, f)
+      this.#pump()
+    }
+    this.#barrier = this.#journal.commit(op).then(done, done)
   }
 
   /** Packet ids are 1..65535 and unique among this session's unacknowledged messages [MQTT-2.3.1-2]. */

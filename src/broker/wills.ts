@@ -38,13 +38,13 @@ export class PendingWills {
     return entry?.will
   }
 
-  /** Removes and returns every will whose time has come. */
-  takeDue(now: number): Will[] {
-    const due: Will[] = []
+  /** Removes and returns every will whose time has come, with its client id. */
+  takeDue(now: number): Array<[string, Will]> {
+    const due: Array<[string, Will]> = []
     for (const [clientId, entry] of this.#byClient) {
       if (entry.at <= now) {
         this.#byClient.delete(clientId)
-        due.push(entry.will)
+        due.push([clientId, entry.will])
       }
     }
     return due

@@ -13,6 +13,7 @@ export function defaultConfig(): OutpostConfig {
     maxQueuedMessages: 1000,
     maxQueuedBytes: 0,
     queueQos0Messages: false,
+    queueFullPolicy: 'drop_oldest',
     maxKeepalive: 65535,
     sysInterval: 10,
     retainAvailable: true,
@@ -28,5 +29,6 @@ export function defaultConfig(): OutpostConfig {
     sharedSubscriptionStrategy: 'round_robin',
     responseInformation: '',
     reasonStrings: true,
+    durability: 'sync',
   }
 }

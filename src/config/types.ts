@@ -28,6 +28,8 @@ export interface OutpostConfig {
   maxQueuedMessages: number
   /** Bytes of payload queued per client; 0 = no limit. */
   maxQueuedBytes: number
+  /** When a client's queue is full: drop its oldest message for the new one, or refuse the new one. */
+  queueFullPolicy: 'drop_oldest' | 'reject_new'
   /** Also queue QoS 0 messages for offline persistent sessions (Mosquitto's queue_qos0_messages). */
   queueQos0Messages: boolean
   /** Largest keepalive accepted from a client, in seconds; 0 = no cap. */
@@ -54,4 +56,9 @@ export interface OutpostConfig {
   responseInformation: string
   /** MQTT 5: explain refusals and disconnections with a Reason String. */
   reasonStrings: boolean
+  /**
+   * `sync`: acknowledge QoS 1/2 only once the store has fsynced (survives a power cut);
+   * `os`: once the write reached the OS (survives a crash of the process, not of the machine).
+   */
+  durability: 'sync' | 'os'
 }

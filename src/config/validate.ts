@@ -96,6 +96,7 @@ const TOP_LEVEL_FIELDS: Readonly<Record<string, FieldSpec<OutpostConfig>>> = {
   max_queued_messages: scalar(counter, (c, v) => { c.maxQueuedMessages = v }),
   max_queued_bytes: scalar(counter, (c, v) => { c.maxQueuedBytes = v }),
   queue_qos0_messages: scalar(boolean, (c, v) => { c.queueQos0Messages = v }),
+  queue_full_policy: scalar(oneOf(['drop_oldest', 'reject_new'] as const), (c, v) => { c.queueFullPolicy = v }),
   max_keepalive: scalar(integer(0, 65535), (c, v) => { c.maxKeepalive = v }),
   sys_interval: scalar(counter, (c, v) => { c.sysInterval = v }),
   retain_available: scalar(boolean, (c, v) => { c.retainAvailable = v }),
@@ -110,6 +111,7 @@ const TOP_LEVEL_FIELDS: Readonly<Record<string, FieldSpec<OutpostConfig>>> = {
   shared_subscription_strategy: scalar(oneOf(SHARE_STRATEGIES), (c, v) => { c.sharedSubscriptionStrategy = v }),
   response_information: scalar(string, (c, v) => { c.responseInformation = v }),
   reason_strings: scalar(boolean, (c, v) => { c.reasonStrings = v }),
+  durability: scalar(oneOf(['sync', 'os'] as const), (c, v) => { c.durability = v }),
 }
 
 /** Every top-level key the config file accepts. */

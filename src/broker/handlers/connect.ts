@@ -106,6 +106,7 @@ export function completeConnect(conn: Connection, pending: PendingConnect, auth:
   const expiry = broker.grantedExpiry(requested)
   const { session, present } = broker.openSession(conn, clientId, clean, expiry)
   conn.session = session
+  if (conn.will !== undefined) broker.armWill(conn, conn.will)
   conn.state = 'open'
   // Session Present is 0 for a clean session [MQTT-3.2.2-1], else whether one was resumed
   // [MQTT-3.2.2-2]. MQTT 3.1 has no such flag: that byte is reserved and stays 0.

@@ -63,14 +63,36 @@ export function handlePublish(conn: Connection, packet: Publish5): void {
   }
   if (qos === 2) {
     // Held until PUBREL; a retransmission with the same id is acknowledged again but published
-    // only once [MQTT-4.3.3-2].
-    if (!session.incomingQos2.has(id)) session.incomingQos2.set(id, message)
-    conn.ack(0x50, id)
+    // only once [MQTT-4.3.3-2]. A persistent session keeps it on disk first, so exactly-once
+    // holds across a restart.
+    if (session.incomingQos2.has(id)) {
+      conn.ack(0x50, id)
+      return
+    }
+    if (broker.wouldReject(message)) {
+      // queue_full_policy reject_new: refused before it is taken on (v5 0x97; a v3 client sees a plain PUBREC).
+      conn.ack(0x50, id, ReasonCode.QuotaExceeded, 'a subscriber queue is full')
+      return
+    }
+    session.incomingQos2.set(id, message)
+    if (session.clean) {
+      conn.ack(0x50, id)
+      return
+    }
+    broker.store.write([{ op: 'put-incoming', record: { clientId: conn.clientId, packetId: id, message } }]).then(
+      () => conn.ack(0x50, id),
+      (err: unknown) => conn.log.error({ err, packetId: id }, 'failed to store an incoming QoS 2 message; not acknowledged'),
+    )
     return
   }
-  const { matched } = broker.publish(message, conn)
-  // PUBACK after the message is routed [MQTT-4.3.2-2]; MQTT 5 says when nobody got it (0x10).
-  if (qos === 1) conn.ack(0x40, id, matched || !v5 ? 0 : ReasonCode.NoMatchingSubscribers)
+  const routed = broker.publish(message, conn)
+  if (qos === 0) return
+  // PUBACK once the message is routed [MQTT-4.3.2-2] and on disk; MQTT 5 says when nobody got it (0x10).
+  // Acks leave in the order of the PUBLISHes [MQTT-4.6.0-2]: the store resolves writes in order.
+  routed.then(
+    ({ matched, rejected }) => conn.ack(0x40, id, !v5 ? 0 : rejected === true ? ReasonCode.QuotaExceeded : matched ? 0 : ReasonCode.NoMatchingSubscribers, 'a subscriber queue is full'),
+    (err: unknown) => conn.log.error({ err, packetId: id }, 'failed to store a QoS 1 message; not acknowledged'),
+  )
 }
 
 /**

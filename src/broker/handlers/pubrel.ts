@@ -1,5 +1,6 @@
 import type { IPubrelPacket } from 'mqtt-packet'
 import type { Connection } from '../connection.js'
+import type { StoreOp } from '../../store/types.js'
 import { ProtocolError } from '../protocol-error.js'
 import { assertPacketId } from './wire.js'
 
@@ -12,9 +13,15 @@ export function handlePubrel(conn: Connection, packet: IPubrelPacket): void {
   const session = conn.session
   if (session === undefined) throw new ProtocolError('PUBREL without a session')
   const message = session.incomingQos2.get(id)
-  if (message !== undefined) {
-    session.incomingQos2.delete(id)
-    conn.broker.publish(message, conn)
+  if (message === undefined) {
+    conn.ack(0x70, id)
+    return
   }
-  conn.ack(0x70, id)
+  session.incomingQos2.delete(id)
+  // Routed, and the held copy removed, in one write; PUBCOMP once that is durable.
+  const ops: StoreOp[] = session.clean ? [] : [{ op: 'del-incoming', clientId: conn.clientId, packetId: id }]
+  conn.broker.publish(message, conn, ops).then(
+    () => conn.ack(0x70, id),
+    (err: unknown) => conn.log.error({ err, packetId: id }, 'failed to store a released QoS 2 message; PUBCOMP not sent'),
+  )
 }

@@ -61,6 +61,8 @@ export async function handleSubscribe(conn: Connection, packet: Subscribe5, raw:
     granted.push(grantedQos)
     added.push({ filter: topic, options, isNew })
   }
+  // The subscriptions are on disk before the SUBACK says they exist.
+  await broker.persistSession(session)
   if (conn.isClosed()) return
   conn.write({ cmd: 'suback', messageId: id, granted })
   // Retained messages go out after the SUBACK, flagged retain [MQTT-3.3.1-8], even when the
