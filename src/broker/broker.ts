@@ -7,7 +7,7 @@ import { Decoder } from './decoder.js'
 import { InternalClient, type InternalMessageHandler } from './internal-client.js'
 import { ReasonCode } from './protocol-error.js'
 import { PublishEncoder4 } from './publish-encoder.js'
-import { Session, type Queued, type SessionEvents, type SessionJournal, type Throttle } from './session.js'
+import { PAGE, Session, type Queued, type SessionEvents, type SessionJournal, type Throttle } from './session.js'
 import { pickMember } from './shared.js'
 import { BrokerStats } from './stats.js'
 import { SubscriptionTree, type SharedGroup, type SubscriptionOptions } from './subscription-tree.js'
@@ -132,6 +132,7 @@ export class Broker {
   readonly #journal: SessionJournal = {
     record: (op) => this.#record(op),
     commit: (op) => this.store.write([op]),
+    read: (clientId, afterSeq, limit) => this.store.readQueue(clientId, afterSeq, limit),
   }
   readonly #sys: SysPublisher
   #sweep: NodeJS.Timeout | undefined
@@ -179,7 +180,8 @@ export class Broker {
       session.expiresAt = record.expiresAt
       session.expiryInterval = record.expiryInterval ?? NEVER
       for (const { filter, ...options } of record.subscriptions) this.#addSubscription(session, filter, options)
-      session.restore(await store.readQueue(record.clientId, 0, Number.MAX_SAFE_INTEGER))
+      // The first page only: the rest is read as the client takes it (Session paging).
+      session.restore(await store.readQueue(record.clientId, 0, PAGE), await store.queueInfo(record.clientId))
       this.#sessions.set(record.clientId, session)
     }
     for (const { clientId, packetId, message } of await store.listIncoming()) {

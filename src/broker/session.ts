@@ -1,4 +1,4 @@
-import type { QueueEntry, StoreOp } from '../store/types.js'
+import type { QueueEntry, QueueInfo, StoreOp } from '../store/types.js'
 import { Fifo } from './queue.js'
 import type { SubscriptionOptions } from './subscription-tree.js'
 import type { Message, QoS } from './types.js'
@@ -65,7 +65,15 @@ export type AckResult = 'ok' | 'unknown' | 'mismatch'
 export interface SessionJournal {
   record(op: StoreOp): void
   commit(op: StoreOp): Promise<void>
+  /** A client's stored queue entries after `afterSeq`, in order (see Session paging). */
+  read(clientId: string, afterSeq: number, limit: number): Promise<QueueEntry[]>
 }
+
+/**
+ * Queue entries a persistent session keeps in memory; the rest stay in the store and are read
+ * back a page at a time as the client takes them, so a backlog costs disk, not RAM.
+ */
+export const PAGE = 256
 
 /** One delivery of a message to this session. */
 export interface Queued {
@@ -105,8 +113,15 @@ export class Session {
   expiresAt: number | undefined
 
   readonly #inflight = new Map<number, Inflight>()
+  /** Queued in memory: all of a clean session's queue, a persistent session's first page. */
   readonly #queue = new Fifo<Queued>()
   #queuedBytes = 0
+  /** Entries only in the store, all later than those in memory: their count and payload bytes. */
+  #spilled = 0
+  #spilledBytes = 0
+  /** Highest seq that has been in memory: stored entries after it are the spilled ones. */
+  #frontier = 0
+  #loading = false
   #nextId = 1
   #outlet: Outlet | undefined
   #full = false
@@ -147,7 +162,7 @@ export class Session {
   }
 
   get queuedCount(): number {
-    return this.#queue.length
+    return this.#queue.length + this.#spilled
   }
 
   /**
@@ -200,7 +215,7 @@ export class Session {
       }
       // Offline: QoS 0 is not part of session state unless the operator asks for it.
       if (!this.#limits.queueQos0Messages) return false
-    } else if (outlet !== undefined && this.#queue.length === 0 && this.#inflight.size < this.#window(outlet)) {
+    } else if (outlet !== undefined && this.#queue.length === 0 && this.#spilled === 0 && this.#inflight.size < this.#window(outlet)) {
       this.#send(outlet, item)
       return false
     }
@@ -224,10 +239,22 @@ export class Session {
   /**
    * Puts back what the store held for this session after a restart: entries that had been sent
    * go in flight again under their packet id (resent with DUP, or PUBREL after PUBREC), the rest
-   * are queued, in store order.
+   * are queued, in store order. `entries` is the first page; `info` counts them all.
    */
-  restore(entries: readonly QueueEntry[]): void {
+  restore(entries: readonly QueueEntry[], info: QueueInfo): void {
+    this.#spilled = info.count
+    this.#spilledBytes = info.bytes
+    if (info.lastSeq >= this.#nextSeq) this.#nextSeq = info.lastSeq + 1
+    this.#load(entries)
+  }
+
+  /** Takes a page read from the store into memory (in flight or queued). */
+  #load(entries: readonly QueueEntry[]): void {
     for (const e of entries) {
+      if (e.seq <= this.#frontier) continue
+      this.#frontier = e.seq
+      this.#spilled--
+      this.#spilledBytes -= e.message.payload.length
       const item: Queued = { message: e.message, qos: e.qos, retain: e.retain, subscriptionIds: e.subscriptionIds, share: e.share, seq: e.seq }
       if (e.packetId !== undefined && !this.#inflight.has(e.packetId)) {
         this.#inflight.set(e.packetId, { ...item, state: e.state ?? 'publish' })
@@ -243,7 +270,7 @@ export class Session {
   fitness(): 0 | 1 | 2 {
     const outlet = this.#outlet
     if (outlet === undefined) return this.clean ? 0 : 1
-    return this.#queue.length === 0 && this.#inflight.size < this.#window(outlet) ? 2 : 1
+    return this.#queue.length === 0 && this.#spilled === 0 && this.#inflight.size < this.#window(outlet) ? 2 : 1
   }
 
   /**
@@ -313,7 +340,7 @@ export class Session {
   }
 
   #backedUp(): boolean {
-    if (this.#queue.length < this.#highWater) return false
+    if (this.#queue.length + this.#spilled < this.#highWater) return false
     const now = Date.now()
     this.#highSince ??= now
     this.checkStall(now)
@@ -397,6 +424,8 @@ export class Session {
     this.#inflight.clear()
     this.#queue.clear()
     this.#queuedBytes = 0
+    this.#spilled = 0
+    this.#spilledBytes = 0
     this.incomingQos2.clear()
     this.subscriptions.clear()
     this.#releaseHeld()
@@ -405,7 +434,8 @@ export class Session {
   /** True when one more message of `size` bytes does not fit under `max_queued_messages` / `max_queued_bytes`. */
   #isFull(size: number): boolean {
     const { maxQueuedMessages, maxQueuedBytes } = this.#limits
-    return (maxQueuedMessages > 0 && this.#queue.length >= maxQueuedMessages) || (maxQueuedBytes > 0 && this.#queuedBytes + size > maxQueuedBytes)
+    const count = this.#queue.length + this.#spilled
+    return (maxQueuedMessages > 0 && count >= maxQueuedMessages) || (maxQueuedBytes > 0 && this.#queuedBytes + this.#spilledBytes + size > maxQueuedBytes)
   }
 
   /** Under `reject_new`, whether a message of `size` bytes would be refused now (the publisher is told, v5 0x97). */
@@ -427,8 +457,32 @@ export class Session {
       this.#queuedBytes -= oldest.message.payload.length
       this.#forget(oldest)
     }
+    if (item.seq !== undefined && (this.#spilled > 0 || this.#queue.length >= PAGE)) {
+      // In the store already (deliver() comes after the write): memory keeps only the first page.
+      this.#spilled++
+      this.#spilledBytes += size
+      return
+    }
+    if (item.seq !== undefined) this.#frontier = item.seq
     this.#queue.push(item)
     this.#queuedBytes += size
+  }
+
+  /** Reads the next page from the store when memory runs low and the store holds more. */
+  #refill(): void {
+    if (this.#loading || this.#spilled === 0 || this.#queue.length >= PAGE / 2) return
+    this.#loading = true
+    this.#journal.read(this.clientId, this.#frontier, PAGE).then(
+      (entries) => {
+        this.#loading = false
+        this.#load(entries)
+        this.#pump()
+      },
+      () => {
+        // The store could not be read: try again on the next acknowledgement or delivery.
+        this.#loading = false
+      },
+    )
   }
 
   #pump(): void {
@@ -447,7 +501,8 @@ export class Session {
       this.#full = false
       this.#events.queueRoom(this)
     }
-    if (this.#queue.length * 2 <= this.#highWater) {
+    this.#refill()
+    if (this.#queue.length + this.#spilled <= this.#highWater / 2) {
       this.#highSince = undefined
       this.#stalled = false
       this.#releaseHeld()
