@@ -77,6 +77,8 @@ response_information: replies/
 reason_strings: false
 durability: os
 queue_full_policy: reject_new
+max_awaiting_rel: 5
+await_rel_timeout: 60
 `
     const expected: OutpostConfig = {
       listeners: [
@@ -108,6 +110,8 @@ queue_full_policy: reject_new
       reasonStrings: false,
       durability: 'os',
       queueFullPolicy: 'reject_new',
+      maxAwaitingRel: 5,
+      awaitRelTimeout: 60,
     }
     assert.deepEqual(parseConfigText(text, FILE), expected)
   })

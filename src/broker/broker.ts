@@ -42,6 +42,8 @@ export type BrokerConfig = Pick<
   | 'responseInformation'
   | 'reasonStrings'
   | 'queueFullPolicy'
+  | 'maxAwaitingRel'
+  | 'awaitRelTimeout'
 >
 
 export interface AuthRequest {
@@ -184,10 +186,12 @@ export class Broker {
       session.restore(await store.readQueue(record.clientId, 0, PAGE), await store.queueInfo(record.clientId))
       this.#sessions.set(record.clientId, session)
     }
-    for (const { clientId, packetId, message } of await store.listIncoming()) {
-      this.#sessions.get(clientId)?.incomingQos2.set(packetId, message)
-    }
     const now = Date.now()
+    for (const { clientId, packetId, message } of await store.listIncoming()) {
+      const session = this.#sessions.get(clientId)
+      session?.incomingQos2.set(packetId, message)
+      session?.incomingAt.set(packetId, now)
+    }
     for (const w of await store.listWills()) {
       // publishAt 0: its client was connected when the process stopped, which ends the connection
       // as a network failure would [MQTT-3.1.2-8]; the delay runs from now.
@@ -569,6 +573,22 @@ export class Broker {
     this.persistSession(session).catch((err: unknown) => this.log.error({ err, clientId: session.clientId }, 'failed to save session'))
   }
 
+  /** Incoming QoS 2 messages whose PUBREL never came within `await_rel_timeout` are dropped, logged once per sweep. */
+  #expireAwaitingRel(session: Session, before: number): void {
+    let dropped = 0
+    for (const [id, at] of session.incomingAt) {
+      if (at > before) continue
+      session.incomingAt.delete(id)
+      session.incomingQos2.delete(id)
+      this.#record({ op: 'del-incoming', clientId: session.clientId, packetId: id })
+      dropped++
+    }
+    if (dropped === 0) return
+    this.stats.publishDropped += dropped
+    session.droppedCount += dropped
+    this.log.warn({ clientId: session.clientId, dropped, awaitRelTimeout: this.config.awaitRelTimeout }, 'dropped QoS 2 messages whose PUBREL did not come within await_rel_timeout')
+  }
+
   #sweepTimers(): void {
     const now = Date.now()
     for (const conn of this.#connections) {
@@ -584,8 +604,10 @@ export class Broker {
       }
     }
     for (const [clientId, will] of this.#wills.takeDue(now)) this.#publishWill(clientId, will, now)
+    const relTimeout = this.config.awaitRelTimeout * 1000
     for (const session of this.#sessions.values()) {
       session.checkStall(now)
+      if (relTimeout > 0 && session.incomingAt.size > 0) this.#expireAwaitingRel(session, now - relTimeout)
       if (!session.online && session.expiresAt !== undefined && session.expiresAt <= now) {
         this.log.info({ clientId: session.clientId }, 'persistent session expired')
         this.#discard(session)

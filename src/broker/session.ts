@@ -109,6 +109,10 @@ export class Session {
   readonly subscriptions = new Map<string, SubscriptionOptions>()
   /** Incoming QoS 2 messages held until PUBREL, then published once [MQTT-4.3.3-2]. */
   readonly incomingQos2 = new Map<number, Message>()
+  /** When each of those arrived (Unix ms), for `await_rel_timeout`. */
+  readonly incomingAt = new Map<number, number>()
+  /** Set while over `max_awaiting_rel`, so the refusal is logged once per episode. */
+  awaitingRelFull = false
   /** Unix ms when an offline session expires; undefined while connected or never. */
   expiresAt: number | undefined
 
@@ -427,6 +431,7 @@ export class Session {
     this.#spilled = 0
     this.#spilledBytes = 0
     this.incomingQos2.clear()
+    this.incomingAt.clear()
     this.subscriptions.clear()
     this.#releaseHeld()
   }

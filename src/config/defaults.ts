@@ -14,6 +14,9 @@ export function defaultConfig(): OutpostConfig {
     maxQueuedBytes: 0,
     queueQos0Messages: false,
     queueFullPolicy: 'drop_oldest',
+    // EMQX's defaults.
+    maxAwaitingRel: 100,
+    awaitRelTimeout: 300,
     maxKeepalive: 65535,
     sysInterval: 10,
     retainAvailable: true,

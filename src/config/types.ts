@@ -28,6 +28,10 @@ export interface OutpostConfig {
   maxQueuedMessages: number
   /** Bytes of payload queued per client; 0 = no limit. */
   maxQueuedBytes: number
+  /** Incoming QoS 2 messages one client may have awaiting PUBREL; 0 = no limit (MQTT 5 clients also get `receive_maximum`). */
+  maxAwaitingRel: number
+  /** Seconds an incoming QoS 2 message may wait for its PUBREL before it is dropped; 0 = forever. */
+  awaitRelTimeout: number
   /** When a client's queue is full: drop its oldest message for the new one, or refuse the new one. */
   queueFullPolicy: 'drop_oldest' | 'reject_new'
   /** Also queue QoS 0 messages for offline persistent sessions (Mosquitto's queue_qos0_messages). */

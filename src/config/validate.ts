@@ -96,6 +96,8 @@ const TOP_LEVEL_FIELDS: Readonly<Record<string, FieldSpec<OutpostConfig>>> = {
   max_queued_messages: scalar(counter, (c, v) => { c.maxQueuedMessages = v }),
   max_queued_bytes: scalar(counter, (c, v) => { c.maxQueuedBytes = v }),
   queue_qos0_messages: scalar(boolean, (c, v) => { c.queueQos0Messages = v }),
+  max_awaiting_rel: scalar(counter, (c, v) => { c.maxAwaitingRel = v }),
+  await_rel_timeout: scalar(counter, (c, v) => { c.awaitRelTimeout = v }),
   queue_full_policy: scalar(oneOf(['drop_oldest', 'reject_new'] as const), (c, v) => { c.queueFullPolicy = v }),
   max_keepalive: scalar(integer(0, 65535), (c, v) => { c.maxKeepalive = v }),
   sys_interval: scalar(counter, (c, v) => { c.sysInterval = v }),

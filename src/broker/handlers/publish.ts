@@ -74,7 +74,18 @@ export function handlePublish(conn: Connection, packet: Publish5): void {
       conn.ack(0x50, id, ReasonCode.QuotaExceeded, 'a subscriber queue is full')
       return
     }
+    const maxAwaiting = broker.config.maxAwaitingRel
+    if (maxAwaiting > 0 && session.incomingQos2.size >= maxAwaiting) {
+      // Not taken on, and not acknowledged: the client keeps it and may send it again later.
+      broker.stats.publishDropped++
+      session.droppedCount++
+      if (!session.awaitingRelFull) conn.log.warn({ maxAwaitingRel: maxAwaiting }, 'client has too many QoS 2 messages awaiting PUBREL, refusing new ones until it releases some')
+      session.awaitingRelFull = true
+      if (v5) conn.ack(0x50, id, ReasonCode.QuotaExceeded, 'too many QoS 2 messages awaiting PUBREL')
+      return
+    }
     session.incomingQos2.set(id, message)
+    session.incomingAt.set(id, Date.now())
     if (session.clean) {
       conn.ack(0x50, id)
       return

@@ -18,6 +18,11 @@ export function handlePubrel(conn: Connection, packet: IPubrelPacket): void {
     return
   }
   session.incomingQos2.delete(id)
+  session.incomingAt.delete(id)
+  if (session.awaitingRelFull && session.incomingQos2.size * 2 <= conn.broker.config.maxAwaitingRel) {
+    session.awaitingRelFull = false
+    conn.log.info('client released QoS 2 messages; new ones are accepted again')
+  }
   // Routed, and the held copy removed, in one write; PUBCOMP once that is durable.
   const ops: StoreOp[] = session.clean ? [] : [{ op: 'del-incoming', clientId: conn.clientId, packetId: id }]
   conn.broker.publish(message, conn, ops).then(
