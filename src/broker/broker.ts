@@ -235,6 +235,11 @@ export class Broker {
     return n
   }
 
+  /** Clients that lost messages (full queue, expiry, too large), with how many: for `$SYS`. */
+  *droppedByClient(): Iterable<[string, number]> {
+    for (const s of this.#sessions.values()) if (s.droppedCount > 0) yield [s.clientId, s.droppedCount]
+  }
+
   get sessionCount(): number {
     return this.#sessions.size - this.#internal.size
   }

@@ -118,6 +118,10 @@ export class SysPublisher {
     values['load/system/5min'] = (five ?? 0).toFixed(2)
     values['load/system/15min'] = (fifteen ?? 0).toFixed(2)
 
+    // Per client, only those that lost something: `$SYS/broker/clients/<id>/dropped`.
+    // `/`, `+` and `#` in a client id would split or break the topic, so they become `_`.
+    for (const [clientId, dropped] of b.droppedByClient()) values[`clients/${clientId.replace(/[/+#]/g, '_')}/dropped`] = dropped
+
     for (const [key, value] of Object.entries(values)) {
       const text = String(value)
       const topic = `$SYS/broker/${key}`
