@@ -10,7 +10,8 @@ export type CliCommand =
   | { kind: 'help' }
   | { kind: 'version' }
   | { kind: 'check-config'; file: string }
-  | { kind: 'run'; configFile: string | undefined; overrides: ConfigOverrides }
+  | { kind: 'store-repair'; configFile: string | undefined; overrides: ConfigOverrides }
+  | { kind: 'run'; configFile: string | undefined; overrides: ConfigOverrides; moveAsideStore: boolean }
 
 /** A command-line mistake; the CLI prints it with a pointer to `--help` and exits 2. */
 export class UsageError extends OutpostError {
@@ -26,12 +27,13 @@ const OPTIONS = {
   bind: { type: 'string' },
   'data-dir': { type: 'string' },
   'log-level': { type: 'string' },
+  'move-aside-store': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
 } as const
 
 const FLAG_NAMES = Object.keys(OPTIONS).map((name) => `--${name}`)
-const SUBCOMMANDS = ['check-config']
+const SUBCOMMANDS = ['check-config', 'store']
 
 function usageText(): string {
   const d = defaultConfig()
@@ -39,6 +41,7 @@ function usageText(): string {
   return `Usage:
   outpost [options]             run the gateway
   outpost check-config FILE     validate FILE; print "FILE: OK" (exit 0) or every problem (exit 1)
+  outpost store repair          repair the store in data_dir (-c FILE or --data-dir DIR); Outpost must be stopped
 
 Options:
   -c, --config FILE      YAML configuration file (default: built-in defaults)
@@ -46,6 +49,7 @@ Options:
       --bind ADDR        bind address of the first listener (default: ${first?.bind ?? ''})
       --data-dir DIR     directory for persistent state (default: ${d.dataDir})
       --log-level LEVEL  ${logLevel.expected.replace(/^one of /, '')} (default: ${d.logLevel})
+      --move-aside-store rename a store that cannot be opened to store.broken-<time> and start empty
   -h, --help             show this help and exit
       --version          print the version and exit
 
@@ -102,16 +106,21 @@ export function parseCliArgs(argv: readonly string[]): CliCommand {
     if (extra.length > 0) throw new UsageError(`check-config takes no options, got --${extra.join(', --')}`)
     return { kind: 'check-config', file: checked('check-config FILE', nonEmptyString, file) }
   }
-  if (command !== undefined) {
-    const hint = suggest(command, SUBCOMMANDS)
-    throw new UsageError(`unknown command ${JSON.stringify(command)}${hint === undefined ? '' : `; did you mean ${hint}?`}`)
-  }
-
   const overrides: ConfigOverrides = {}
   if (values.port !== undefined) overrides.port = portFlag(values.port)
   if (values.bind !== undefined) overrides.bind = checked('--bind', nonEmptyString, values.bind)
   if (values['data-dir'] !== undefined) overrides.dataDir = checked('--data-dir', nonEmptyString, values['data-dir'])
   if (values['log-level'] !== undefined) overrides.logLevel = checked('--log-level', logLevel, values['log-level'])
   const configFile = values.config === undefined ? undefined : checked('--config', nonEmptyString, values.config)
-  return { kind: 'run', configFile, overrides }
+  if (command === 'store') {
+    if (rest[0] !== 'repair' || rest.length > 1) throw new UsageError('store takes one action: repair')
+    if (values['move-aside-store'] === true) throw new UsageError('store repair does not take --move-aside-store')
+    return { kind: 'store-repair', configFile, overrides }
+  }
+  if (command !== undefined) {
+    const hint = suggest(command, SUBCOMMANDS)
+    throw new UsageError(`unknown command ${JSON.stringify(command)}${hint === undefined ? '' : `; did you mean ${hint}?`}`)
+  }
+
+  return { kind: 'run', configFile, overrides, moveAsideStore: values['move-aside-store'] === true }
 }

@@ -45,6 +45,23 @@ function checkConfig(file: string): number {
   return 0
 }
 
+/** `outpost store repair`: LevelDB's repair, then every record checked; prints what it did. */
+async function repair(command: Extract<CliCommand, { kind: 'store-repair' }>): Promise<number> {
+  try {
+    const base = command.configFile === undefined ? defaultConfig() : loadConfigFile(command.configFile)
+    const config = applyOverrides(base, command.overrides)
+    const { repairStore } = await import('./store/level.js')
+    const r = await repairStore(config.dataDir)
+    process.stdout.write(
+      `${r.location}: repaired; ${r.entries} queue entries in ${r.queues} queues kept, ${r.dropped} unreadable records dropped, ${r.cleared} records of deleted sessions cleared, ${r.unknown} unknown keys left alone\n`,
+    )
+    return 0
+  } catch (err) {
+    printError(err)
+    return 1
+  }
+}
+
 /**
  * Loads and validates everything before any port is opened, then starts the gateway and stays
  * up until a signal. Only returns (with an exit status) when it fails before starting.
@@ -71,7 +88,7 @@ async function run(command: Extract<CliCommand, { kind: 'run' }>): Promise<numbe
 
   // Importing the gateway here, not at the top, keeps --help, --version and check-config from
   // loading the broker, the store and their dependencies.
-  const starting: Promise<Gateway> = import('./gateway.js').then((m) => m.startGateway(config, log))
+  const starting: Promise<Gateway> = import('./gateway.js').then((m) => m.startGateway(config, log, { moveAsideStore: command.moveAsideStore }))
   installSignalHandlers(log, starting)
 
   let gw: Gateway
@@ -138,6 +155,8 @@ async function main(argv: readonly string[]): Promise<number | undefined> {
       return 0
     case 'check-config':
       return checkConfig(command.file)
+    case 'store-repair':
+      return repair(command)
     case 'run':
       return run(command)
   }

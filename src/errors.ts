@@ -11,6 +11,9 @@ export const ERROR_CODES = {
   OUTPOST_E_DATA_DIR: 'The data directory could not be created or is not writable.',
   OUTPOST_E_LISTEN: 'A listener could not be opened, for example because the port is in use or the bind address does not exist on this host.',
   OUTPOST_E_SHUTDOWN_TIMEOUT: 'A clean shutdown did not finish within 5 seconds of SIGTERM/SIGINT, so the process exited with status 1.',
+  OUTPOST_E_STORE_FORMAT: 'The store in the data directory was written in a format this version of Outpost cannot read.',
+  OUTPOST_E_STORE_LOCKED: 'The store in the data directory is open in another process.',
+  OUTPOST_E_STORE_CORRUPT: 'The store in the data directory is damaged or holds a record that cannot be read.',
 } as const satisfies Record<`OUTPOST_E_${string}`, string>
 
 export type ErrorCode = keyof typeof ERROR_CODES

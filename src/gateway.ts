@@ -1,13 +1,19 @@
-import { accessSync, constants, mkdirSync } from 'node:fs'
+import { accessSync, constants, existsSync, mkdirSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
 import { Broker } from './broker/broker.js'
 import type { OutpostConfig } from './config/types.js'
 import { OutpostError } from './errors.js'
 import { TcpListener } from './listeners/tcp.js'
-import { MemoryStore } from './store/memory.js'
+import { LevelStore, moveStoreAside } from './store/level.js'
+import { storeLocation } from './store/level-open.js'
 import type { Store } from './store/types.js'
 import { readVersion } from './version.js'
+
+export interface GatewayOptions {
+  /** Rename an existing store aside (`store.broken-<time>`) and start with an empty one. */
+  readonly moveAsideStore?: boolean
+}
 
 /** A running Outpost: the broker, its store and its listeners. */
 export interface Gateway {
@@ -21,14 +27,20 @@ export interface Gateway {
  * Wires a validated config into a running gateway. Everything that can fail at start (ports in
  * use) fails here, before the caller reports ready.
  */
-export async function startGateway(config: OutpostConfig, log: Logger): Promise<Gateway> {
+export async function startGateway(config: OutpostConfig, log: Logger, options: GatewayOptions = {}): Promise<Gateway> {
   prepareDataDir(config.dataDir)
-  const store: Store = new MemoryStore()
+  if (options.moveAsideStore === true && existsSync(storeLocation(config.dataDir))) {
+    const to = moveStoreAside(config.dataDir)
+    log.warn({ movedTo: to }, 'moved the old store aside as asked (--move-aside-store); starting with an empty one')
+  }
+  // Everything acknowledged lives here; a store that cannot be opened stops the start with its
+  // code (locked, corrupt, unknown format) rather than silently starting empty.
+  const store: Store = await LevelStore.open(config.dataDir, { durability: config.durability })
   const broker = new Broker({ config, log: log.child({ component: 'broker' }), store, version: readVersion() })
-  await broker.start()
   const listeners: TcpListener[] = []
   const addresses: AddressInfo[] = []
   try {
+    await broker.start()
     for (const lc of config.listeners) {
       const listener = new TcpListener(broker, lc, log.child({ component: 'listener' }))
       listeners.push(listener)

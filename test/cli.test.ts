@@ -45,7 +45,7 @@ function tempDir(t: TestContext): string {
 
 describe('parseCliArgs', () => {
   test('no arguments runs with the default config and no overrides', () => {
-    assert.deepEqual(parseCliArgs([]), { kind: 'run', configFile: undefined, overrides: {} })
+    assert.deepEqual(parseCliArgs([]), { kind: 'run', configFile: undefined, overrides: {}, moveAsideStore: false })
   })
 
   test('--config and every override are parsed and typed', () => {
@@ -54,8 +54,10 @@ describe('parseCliArgs', () => {
       kind: 'run',
       configFile: 'o.yaml',
       overrides: { port: 0, bind: '::', dataDir: '/d', logLevel: 'debug' },
+      moveAsideStore: false,
     })
-    assert.deepEqual(parseCliArgs(['--port=65535']), { kind: 'run', configFile: undefined, overrides: { port: 65535 } })
+    assert.deepEqual(parseCliArgs(['--port=65535']), { kind: 'run', configFile: undefined, overrides: { port: 65535 }, moveAsideStore: false })
+    assert.deepEqual(parseCliArgs(['--move-aside-store']), { kind: 'run', configFile: undefined, overrides: {}, moveAsideStore: true })
   })
 
   test('--help and --version win over everything else', () => {
@@ -66,6 +68,13 @@ describe('parseCliArgs', () => {
 
   test('check-config FILE', () => {
     assert.deepEqual(parseCliArgs(['check-config', 'x.yaml']), { kind: 'check-config', file: 'x.yaml' })
+  })
+
+  test('store repair, with the data dir from --data-dir or the config file', () => {
+    assert.deepEqual(parseCliArgs(['store', 'repair', '--data-dir', '/d']), { kind: 'store-repair', configFile: undefined, overrides: { dataDir: '/d' } })
+    assert.deepEqual(parseCliArgs(['store', 'repair', '-c', 'o.yaml']), { kind: 'store-repair', configFile: 'o.yaml', overrides: {} })
+    assert.throws(() => parseCliArgs(['store']), /^UsageError: store takes one action: repair$/)
+    assert.throws(() => parseCliArgs(['store', 'fix']), /^UsageError: store takes one action: repair$/)
   })
 
   const refused: Array<[string[], RegExp]> = [

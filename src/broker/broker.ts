@@ -415,11 +415,10 @@ export class Broker {
     return isNew
   }
 
-  /** True when the session had that subscription. */
+  /** True when the session had that subscription. The caller stores the session (persistSession). */
   unsubscribe(session: Session, filter: string): boolean {
     if (!session.subscriptions.delete(filter)) return false
     this.#tree.remove(session.clientId, filter)
-    this.#persist(session)
     return true
   }
 

@@ -372,13 +372,26 @@ export class Session {
     return 'ok'
   }
 
-  /** PUBREC for a QoS 2 message; a repeated PUBREC is answered with PUBREL again by the caller. */
-  pubrec(packetId: number): AckResult {
+  /**
+   * PUBREC for a QoS 2 message: `release` sends the PUBREL. For a persistent session it waits until
+   * the new state is durable: a PUBREL sent before that, then a crash, would make the restarted
+   * broker resend the PUBLISH to a client that has already completed it, and it would take it
+   * as a new message. A repeated or unknown PUBREC is answered at once.
+   */
+  pubrec(packetId: number, release: () => void): AckResult {
     const f = this.#inflight.get(packetId)
-    if (f === undefined) return 'unknown'
+    if (f === undefined) {
+      release()
+      return 'unknown'
+    }
     if (f.qos !== 2) return 'mismatch'
-    if (f.state !== 'pubrel' && f.seq !== undefined) this.#journal.record(this.#entryOp(f, packetId, 'pubrel'))
+    if (f.state !== 'pubrel' && f.seq !== undefined) {
+      f.state = 'pubrel'
+      this.#journal.commit(this.#entryOp(f, packetId, 'pubrel')).then(release, release)
+      return 'ok'
+    }
     f.state = 'pubrel'
+    release()
     return 'ok'
   }
 

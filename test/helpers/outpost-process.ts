@@ -46,6 +46,11 @@ export interface StartOptions {
   args?: readonly string[]
   /** How long to wait for "outpost running"; default 10 s. */
   startTimeoutMs?: number
+  /**
+   * Use this data dir instead of a fresh one, to restart on the state a previous process left
+   * (usually `previous.dataDir`). The caller owns it: it is not removed after the test.
+   */
+  dataDir?: string
 }
 
 const HOST = '127.0.0.1'
@@ -216,11 +221,12 @@ export function spawnOutpost(args: readonly string[], cwd?: string): ChildProces
 
 /**
  * Starts outpost on a free port and resolves once it logs "outpost running". The process is
- * SIGKILLed (if still running) and its temp dir removed after the test.
+ * SIGKILLed (if still running) and its temp dir removed after the test. With `dataDir`, it
+ * starts on an existing data dir (see {@link restartOutpost}).
  */
 export async function startOutpost(t: TestContext, options: StartOptions = {}): Promise<OutpostProcess> {
   const dir = tempDir(t)
-  const dataDir = join(dir, 'data')
+  const dataDir = options.dataDir ?? join(dir, 'data')
   // The free port can be taken between our probe and the child's listen; try a few.
   for (let attempt = 1; ; attempt++) {
     const port = await freePort()
@@ -245,4 +251,20 @@ export async function startOutpost(t: TestContext, options: StartOptions = {}): 
       throw err
     }
   }
+}
+
+/**
+ * Stops `previous` (SIGTERM: a clean shutdown; SIGKILL: a crash, nothing flushed or closed),
+ * waits until it has exited, so its store is no longer open, and starts a new process on the
+ * same data dir with the same options. The new process listens on a new free port.
+ */
+export async function restartOutpost(
+  t: TestContext,
+  previous: OutpostProcess,
+  how: 'SIGTERM' | 'SIGKILL',
+  options: StartOptions = {},
+): Promise<OutpostProcess> {
+  if (how === 'SIGKILL') await previous.kill()
+  else await previous.stop('SIGTERM')
+  return startOutpost(t, { ...options, dataDir: previous.dataDir })
 }

@@ -31,9 +31,11 @@ export function handlePuback(conn: Connection, packet: IPubackPacket): void {
  */
 export function handlePubrec(conn: Connection, packet: IPubrecPacket): void {
   const { id, session } = begin(conn, packet)
-  const failed = (packet.reasonCode ?? 0) >= 0x80
-  check(failed ? session.pubrecFailed(id) : session.pubrec(id), packet, id)
-  if (!failed) conn.sendPubrel(id)
+  if ((packet.reasonCode ?? 0) >= 0x80) {
+    check(session.pubrecFailed(id), packet, id)
+    return
+  }
+  check(session.pubrec(id, () => conn.sendPubrel(id)), packet, id)
 }
 
 /** PUBCOMP ends a QoS 2 delivery; an unknown id is ignored. */

@@ -69,7 +69,7 @@ async function step(conn: Connection, auth: AuthState, data: Buffer | undefined)
       auth.active = false
       if (pending !== undefined) {
         auth.pending = undefined
-        completeConnect(conn, pending, { method: auth.method, data: outcome.data })
+        await completeConnect(conn, pending, { method: auth.method, data: outcome.data })
       } else {
         conn.write({ cmd: 'auth', reasonCode: 0, properties: { authenticationMethod: auth.method, authenticationData: outcome.data } })
       }

@@ -90,11 +90,11 @@ export async function handleConnect(conn: Connection, packet: Connect5, raw: Buf
   const verdict = await broker.authenticate({ clientId, username: packet.username, password: packet.password, remote: conn.remote })
   if (conn.isClosed()) return
   if (verdict !== 'ok') return refuse(conn, verdict === 'bad-credentials' ? 'badCredentials' : 'notAuthorized', `authentication: ${verdict}`)
-  completeConnect(conn, pending, {})
+  await completeConnect(conn, pending, {})
 }
 
 /** Authentication passed: open the session and answer CONNACK with the server's limits. */
-export function completeConnect(conn: Connection, pending: PendingConnect, auth: { method?: string; data?: Buffer }): void {
+export async function completeConnect(conn: Connection, pending: PendingConnect, auth: { method?: string; data?: Buffer }): Promise<void> {
   const broker = conn.broker
   const { packet, clientId } = pending
   const v5 = conn.version === 5
@@ -107,6 +107,10 @@ export function completeConnect(conn: Connection, pending: PendingConnect, auth:
   const { session, present } = broker.openSession(conn, clientId, clean, expiry)
   conn.session = session
   if (conn.will !== undefined) broker.armWill(conn, conn.will)
+  // A persistent session is on disk before the CONNACK says it exists, so a crash right after
+  // cannot take back what the client was told (its incoming QoS 2 messages hang on it too).
+  await broker.persistSession(session)
+  if (conn.isClosed()) return
   conn.state = 'open'
   // Session Present is 0 for a clean session [MQTT-3.2.2-1], else whether one was resumed
   // [MQTT-3.2.2-2]. MQTT 3.1 has no such flag: that byte is reserved and stays 0.

@@ -10,7 +10,7 @@ import { assertPacketId, assertWholePacketRead } from './wire.js'
  * [MQTT-3.10.4-1]) and answer UNSUBACK even when nothing matched [MQTT-3.10.4-5]; an MQTT 5
  * client gets a code per filter, 0x11 for one it did not have [MQTT-3.11.3-1].
  */
-export function handleUnsubscribe(conn: Connection, packet: Unsubscribe5, raw: Buffer): void {
+export async function handleUnsubscribe(conn: Connection, packet: Unsubscribe5, raw: Buffer): Promise<void> {
   const v5 = conn.version === 5
   const id = assertPacketId(packet)
   if (!v5) {
@@ -27,5 +27,8 @@ export function handleUnsubscribe(conn: Connection, packet: Unsubscribe5, raw: B
   const session = conn.session
   if (session === undefined) throw new ProtocolError('UNSUBSCRIBE without a session')
   const codes = packet.unsubscriptions.map((filter) => (conn.broker.unsubscribe(session, filter) ? ReasonCode.Success : ReasonCode.NoSubscriptionExisted))
+  // Gone from disk before the UNSUBACK says so [MQTT-3.10.4-2].
+  await conn.broker.persistSession(session)
+  if (conn.isClosed()) return
   conn.write({ cmd: 'unsuback', messageId: id, granted: v5 ? codes : [] })
 }
