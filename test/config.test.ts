@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, test } from 'node:test'
 import { defaultConfig } from '../src/config/defaults.js'
-import { applyOverrides, ConfigError, loadConfigFile, parseConfigText, type ConfigProblem } from '../src/config/load.js'
+import { applyOverrides, ConfigError, formatProblem, loadConfigFile, parseConfigText, type ConfigProblem } from '../src/config/load.js'
 import { suggest } from '../src/config/suggest.js'
 import type { OutpostConfig } from '../src/config/types.js'
 import { CONFIG_KEYS, LISTENER_KEYS } from '../src/config/validate.js'
@@ -79,6 +79,8 @@ durability: os
 queue_full_policy: reject_new
 max_awaiting_rel: 5
 await_rel_timeout: 60
+store:
+  max_bytes: 5000000
 `
     const expected: OutpostConfig = {
       listeners: [
@@ -112,6 +114,7 @@ await_rel_timeout: 60
       queueFullPolicy: 'reject_new',
       maxAwaitingRel: 5,
       awaitRelTimeout: 60,
+      store: { maxBytes: 5000000 },
     }
     assert.deepEqual(parseConfigText(text, FILE), expected)
   })
@@ -134,6 +137,15 @@ await_rel_timeout: 60
   test('several listeners on port 0 are allowed (each gets its own ephemeral port)', () => {
     const config = parseConfigText('listeners:\n  - port: 0\n  - port: 0\n', FILE)
     assert.equal(config.listeners.length, 2)
+  })
+
+  test('store: a mapping; a misspelt key is named with its section and a hint', () => {
+    assert.throws(() => parseConfigText('store:\n  max_byte: 10\n', FILE), (err: unknown) => {
+      assert.ok(err instanceof ConfigError)
+      assert.match(formatProblem(err.problems[0] as ConfigProblem), /store\.max_byte: unknown key; did you mean store\.max_bytes\?/)
+      return true
+    })
+    assert.throws(() => parseConfigText('store: 5\n', FILE), /store/)
   })
 
   test('every OutpostConfig field has a YAML key, and no key is extra', () => {

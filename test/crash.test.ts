@@ -356,10 +356,18 @@ type How = 'SIGTERM' | 'SIGKILL'
 interface RestartCase {
   name(how: How): string
   run(t: TestContext, how: How): Promise<void>
+  /** Which ways of stopping apply; both unless said. */
+  hows: readonly How[]
+  /** A known gap: the test runs and reports, but does not fail the suite (node:test `todo`). */
+  todo?: string
 }
 const restartCases: RestartCase[] = []
-function restartCase(name: (how: How) => string, run: (t: TestContext, how: How) => Promise<void>): void {
-  restartCases.push({ name, run })
+function restartCase(
+  name: (how: How) => string,
+  run: (t: TestContext, how: How) => Promise<void>,
+  options: { hows?: readonly How[]; todo?: string } = {},
+): void {
+  restartCases.push({ name, run, hows: options.hows ?? ['SIGTERM', 'SIGKILL'], todo: options.todo })
 }
 
 // The will cases come first: they wait out a will delay, and the others run alongside them.
@@ -409,6 +417,36 @@ restartCase((how) => `a connected client's will is published after the ${how ===
   await sentinel(t, after, watcher, 'restart/will/sentinel')
   const wills = watcher.delivered.filter((d) => d.topic === 'restart/will/conn')
   assert.deepEqual(wills.map((d) => d.payload), ['doomed is gone'], `exactly once: ${summarize(wills)}`)
+})
+
+/**
+ * A will stored at CONNECT: the client was told (CONNACK) that it is connected with a will, so a
+ * crash straight after must not lose it. No barrier here, unlike the test above.
+ */
+async function willRightAfterConnack(t: TestContext, clean: boolean): Promise<void> {
+  const broker = await startOutpost(t, RESTART_OPTIONS)
+  const watcher = new Receiver()
+  await watcher.connect(t, broker, { clientId: 'fast-watcher', clean: false })
+  await subscribe(watcher.wire as Wire, [['restart/will/#', 2]])
+  await client(t, broker, 'fast-doomed', { clean, will: { topic: 'restart/will/fast', payload: Buffer.from('gone at once'), qos: 2, retain: false } })
+  broker.child.kill('SIGKILL')
+  const after = await restartOutpost(t, broker, 'SIGKILL', RESTART_OPTIONS)
+  await watcher.connect(t, after, { clientId: 'fast-watcher', clean: false })
+  // Restored wills go out on the broker's timer sweep (every 500 ms), so wait for it, then check
+  // with the sentinel that it came once.
+  await watcher.until(() => watcher.delivered.some((d) => d.topic === 'restart/will/fast'), 3_000)
+  await sentinel(t, after, watcher, 'restart/will/sentinel')
+  const wills = watcher.delivered.filter((d) => d.topic === 'restart/will/fast')
+  assert.deepEqual(wills.map((d) => d.payload), ['gone at once'], `the will of a client killed with the broker right after its CONNACK: ${summarize(wills)}`)
+}
+
+restartCase(() => 'a persistent session\'s will is on disk before CONNACK: a crash right after it still publishes the will [MQTT-3.1.2-8] (SIGKILL)', (t) => willRightAfterConnack(t, false), { hows: ['SIGKILL'] })
+
+// Known gap (found with this test): for a clean session the will is written without waiting, and
+// a crash within a few ms of the CONNACK loses it about one run in three.
+restartCase(() => 'a clean session\'s will is on disk before CONNACK: a crash right after it still publishes the will [MQTT-3.1.2-8] (SIGKILL)', (t) => willRightAfterConnack(t, true), {
+  hows: ['SIGKILL'],
+  todo: 'a clean session\'s will is stored without waiting for the disk (Broker.armWill); CONNACK does not wait for it',
 })
 
 restartCase((how) => `a persistent session's subscriptions come back: session present 1, messages reach it without a new SUBSCRIBE, at the granted QoS [MQTT-3.2.2-2] [MQTT-4.1.0-1] (${how})`, async (t, how) => {
@@ -601,6 +639,6 @@ restartCase((how) => `an incoming QoS 2 message awaiting PUBREL survives: PUBREL
 
 describe('restart on the same data dir (SIGTERM: clean shutdown; SIGKILL: crash): stored state comes back', { concurrency: 4 }, () => {
   for (const c of restartCases) {
-    for (const how of ['SIGTERM', 'SIGKILL'] as const) test(c.name(how), (t) => c.run(t, how))
+    for (const how of c.hows) test(c.name(how), c.todo === undefined ? {} : { todo: c.todo }, (t) => c.run(t, how))
   }
 })

@@ -44,6 +44,7 @@ export type BrokerConfig = Pick<
   | 'queueFullPolicy'
   | 'maxAwaitingRel'
   | 'awaitRelTimeout'
+  | 'store'
 >
 
 export interface AuthRequest {
@@ -138,6 +139,8 @@ export class Broker {
   }
   readonly #sys: SysPublisher
   #sweep: NodeJS.Timeout | undefined
+  /** Payload bytes of queue entries handed to the store and not yet written (store.max_bytes). */
+  #unwrittenBytes = 0
   #atConnectionLimit = false
   #closing = false
 
@@ -270,11 +273,13 @@ export class Broker {
     const { direct, shared } = this.#tree.match(message.topic, message.origin)
     const deliveries: Array<[Session, Queued]> = []
     let rejected = false
+    const opsBefore = ops.length
     for (const m of direct.values()) {
       const session = this.#sessions.get(m.clientId)
       if (session === undefined) continue
       const qos = m.qos < message.qos ? m.qos : message.qos
-      if (qos > 0 && session.wouldReject(message.payload.length)) {
+      const storedSoFar = (ops.length - opsBefore) * message.payload.length
+      if (qos > 0 && (session.wouldReject(message.payload.length) || this.#overStoreCap(session, message, storedSoFar))) {
         // queue_full_policy reject_new: not stored for this client; the publisher is told (v5 0x97).
         this.#sessionEvents.dropped(session, 'queue-full', false)
         rejected = true
@@ -302,7 +307,14 @@ export class Broker {
       this.#hand(deliveries, publisher)
       return matched ? MATCHED : UNMATCHED
     }
+    // Bytes on their way to the store count against store.max_bytes until the write lands.
+    const unwritten = (ops.length - opsBefore) * message.payload.length
+    this.#unwrittenBytes += unwritten
     const written = this.store.write(ops)
+    written.then(
+      () => (this.#unwrittenBytes -= unwritten),
+      () => (this.#unwrittenBytes -= unwritten),
+    )
     if (message.qos === 0) {
       // Nobody waits for a QoS 0 message: hand it on now; what it stored (a retained message, a
       // queue_qos0_messages entry) is written with the next batch.
@@ -324,6 +336,19 @@ export class Broker {
       if (this.#sessions.get(m.clientId)?.wouldReject(message.payload.length) === true) return true
     }
     return false
+  }
+
+  /**
+   * `store.max_bytes`: whether one more stored message would pass the cap for all queues. With
+   * drop_oldest the receiving session gives up its oldest queued message (if it has one) to make
+   * room; with reject_new (or nothing to give up) the message is refused for it.
+   */
+  #overStoreCap(session: Session, message: Message, alsoPending: number): boolean {
+    const max = this.config.store.maxBytes
+    if (max === 0 || session.clean) return false
+    if (this.store.queuedBytes() + this.#unwrittenBytes + alsoPending + message.payload.length <= max) return false
+    if (this.config.queueFullPolicy === 'drop_oldest' && session.dropOldest()) return false
+    return true
   }
 
   #prepare(session: Session, item: Queued, ops: StoreOp[]): Queued {

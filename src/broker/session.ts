@@ -456,6 +456,16 @@ export class Session {
     return (maxQueuedMessages > 0 && count >= maxQueuedMessages) || (maxQueuedBytes > 0 && this.#queuedBytes + this.#spilledBytes + size > maxQueuedBytes)
   }
 
+  /** Drops the oldest queued message (not one in flight) to make room: `store.max_bytes` under drop_oldest. */
+  dropOldest(): boolean {
+    const oldest = this.#queue.shift()
+    if (oldest === undefined) return false
+    this.#queuedBytes -= oldest.message.payload.length
+    this.#forget(oldest)
+    this.#events.dropped(this, 'queue-full', false)
+    return true
+  }
+
   /** Under `reject_new`, whether a message of `size` bytes would be refused now (the publisher is told, v5 0x97). */
   wouldReject(size: number): boolean {
     return this.#limits.queueFullPolicy === 'reject_new' && this.#isFull(size)

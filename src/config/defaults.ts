@@ -33,5 +33,6 @@ export function defaultConfig(): OutpostConfig {
     responseInformation: '',
     reasonStrings: true,
     durability: 'sync',
+    store: { maxBytes: 0 },
   }
 }

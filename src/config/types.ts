@@ -65,4 +65,11 @@ export interface OutpostConfig {
    * `os`: once the write reached the OS (survives a crash of the process, not of the machine).
    */
   durability: 'sync' | 'os'
+  /** The durable store as a whole. */
+  store: StoreConfig
+}
+
+export interface StoreConfig {
+  /** Payload bytes queued on disk for all clients together; 0 = no limit. `queue_full_policy` applies. */
+  maxBytes: number
 }

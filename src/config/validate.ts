@@ -18,7 +18,7 @@ import {
 } from './rules.js'
 import { SHARE_STRATEGIES } from '../broker/shared.js'
 import { suggest } from './suggest.js'
-import type { ListenerConfig, OutpostConfig } from './types.js'
+import type { ListenerConfig, OutpostConfig, StoreConfig } from './types.js'
 
 /*
  * The validator walks the YAML syntax tree rather than `doc.toJS()` output: only the tree still
@@ -114,6 +114,24 @@ const TOP_LEVEL_FIELDS: Readonly<Record<string, FieldSpec<OutpostConfig>>> = {
   response_information: scalar(string, (c, v) => { c.responseInformation = v }),
   reason_strings: scalar(boolean, (c, v) => { c.reasonStrings = v }),
   durability: scalar(oneOf(['sync', 'os'] as const), (c, v) => { c.durability = v }),
+  store: { read: readStore },
+}
+
+const STORE_FIELDS: Readonly<Record<string, FieldSpec<StoreConfig>>> = {
+  max_bytes: scalar(counter, (s, v) => { s.maxBytes = v }),
+}
+
+/** Every key the `store` mapping accepts. */
+export const STORE_KEYS: readonly string[] = Object.keys(STORE_FIELDS)
+
+function readStore(w: Walk, node: unknown, offset: number, field: string, target: OutpostConfig): void {
+  if (!isMap(node)) {
+    report(w, offset, field, `expected a mapping (for example max_bytes: 1000000000), got ${describeValue(plainValue(node))}`)
+    return
+  }
+  const store: StoreConfig = { ...target.store }
+  readMapping(w, node, field, STORE_FIELDS, store)
+  target.store = store
 }
 
 /** Every top-level key the config file accepts. */

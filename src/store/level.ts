@@ -55,6 +55,8 @@ export class LevelStore implements Store {
   readonly #retained = new Map<string, Message>()
   readonly #sessions = new Map<string, SessionRecord>()
   readonly #totals = new Map<string, QueueInfo>()
+  /** Sum of the totals' bytes, kept as they change (store.max_bytes). */
+  #queuedBytes = 0
   /** Deleted sessions whose queue and incoming ranges are not cleared yet: they read as empty. */
   readonly #clearing = new Set<string>()
   #calls: Call[] = []
@@ -99,7 +101,9 @@ export class LevelStore implements Store {
       this.#retained.set(m.topic, m)
     })
     await this.#scan(TOTALS, (key, value) => {
-      this.#totals.set(key.slice(2), this.#decode(key, value, decodeTotals))
+      const t = this.#decode(key, value, decodeTotals)
+      this.#totals.set(key.slice(2), t)
+      this.#queuedBytes += t.bytes
     })
   }
 
@@ -219,8 +223,13 @@ export class LevelStore implements Store {
       }
     }
     for (const [clientId, t] of built.totals) {
-      if (t === undefined) this.#totals.delete(clientId)
-      else this.#totals.set(clientId, t)
+      this.#queuedBytes -= this.#totals.get(clientId)?.bytes ?? 0
+      if (t === undefined) {
+        this.#totals.delete(clientId)
+      } else {
+        this.#totals.set(clientId, t)
+        this.#queuedBytes += t.bytes
+      }
     }
     for (const clientId of built.cleared) this.#clearing.add(clientId)
   }
@@ -271,6 +280,10 @@ export class LevelStore implements Store {
       out.push(e)
     }
     return out
+  }
+
+  queuedBytes(): number {
+    return this.#queuedBytes
   }
 
   async queueInfo(clientId: string): Promise<QueueInfo> {

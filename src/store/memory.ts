@@ -88,6 +88,12 @@ export class MemoryStore implements Store {
     return out
   }
 
+  queuedBytes(): number {
+    let bytes = 0
+    for (const q of this.#queues.values()) for (const e of q.values()) bytes += e.message.payload.length
+    return bytes
+  }
+
   async queueInfo(clientId: string): Promise<QueueInfo> {
     let count = 0
     let bytes = 0

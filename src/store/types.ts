@@ -48,7 +48,10 @@ export interface WillRecord {
   readonly publishAt: number
 }
 
-/** Count, payload bytes and highest seq of one client's queue. */
+/**
+ * Count, payload bytes and highest seq still queued (0 when empty) of one client's queue. A
+ * restored session continues at lastSeq + 1: a seq above it was deleted and may be used again.
+ */
 export interface QueueInfo {
   readonly count: number
   readonly bytes: number
@@ -92,6 +95,8 @@ export interface Store {
 
   /** A client's queue entries with seq > `afterSeq`, in seq order, at most `limit`. */
   readQueue(clientId: string, afterSeq: number, limit: number): Promise<QueueEntry[]>
+  /** Payload bytes queued for all clients together, as written so far (for `store.max_bytes`). */
+  queuedBytes(): number
   /** Count, bytes and last seq of a client's queue (zeros when it has none). */
   queueInfo(clientId: string): Promise<QueueInfo>
   listIncoming(): Promise<IncomingRecord[]>
