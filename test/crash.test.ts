@@ -442,12 +442,7 @@ async function willRightAfterConnack(t: TestContext, clean: boolean): Promise<vo
 
 restartCase(() => 'a persistent session\'s will is on disk before CONNACK: a crash right after it still publishes the will [MQTT-3.1.2-8] (SIGKILL)', (t) => willRightAfterConnack(t, false), { hows: ['SIGKILL'] })
 
-// Known gap (found with this test): for a clean session the will is written without waiting, and
-// a crash within a few ms of the CONNACK loses it about one run in three.
-restartCase(() => 'a clean session\'s will is on disk before CONNACK: a crash right after it still publishes the will [MQTT-3.1.2-8] (SIGKILL)', (t) => willRightAfterConnack(t, true), {
-  hows: ['SIGKILL'],
-  todo: 'a clean session\'s will is stored without waiting for the disk (Broker.armWill); CONNACK does not wait for it',
-})
+restartCase(() => 'a clean session\'s will is on disk before CONNACK: a crash right after it still publishes the will [MQTT-3.1.2-8] (SIGKILL)', (t) => willRightAfterConnack(t, true), { hows: ['SIGKILL'] })
 
 restartCase((how) => `a persistent session's subscriptions come back: session present 1, messages reach it without a new SUBSCRIBE, at the granted QoS [MQTT-3.2.2-2] [MQTT-4.1.0-1] (${how})`, async (t, how) => {
   const broker = await startOutpost(t, RESTART_OPTIONS)

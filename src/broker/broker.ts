@@ -508,9 +508,9 @@ export class Broker {
    * Stores a connected client's will, so that if the process dies with the connection open the
    * will still goes out after a restart (publishAt 0: armed, not yet started).
    */
-  armWill(conn: Connection, will: Will): void {
+  armWill(conn: Connection, will: Will): Promise<void> {
     conn.willStored = true
-    this.#record({ op: 'put-will', record: { clientId: conn.clientId, message: will.message, delay: will.delay, expiryInterval: will.expiryInterval, publishAt: 0 } })
+    return this.store.write([{ op: 'put-will', record: { clientId: conn.clientId, message: will.message, delay: will.delay, expiryInterval: will.expiryInterval, publishAt: 0 } }])
   }
 
   /** Publishes a will now, or after its delay if the session outlives the connection [MQTT-3.1.3-9]. */

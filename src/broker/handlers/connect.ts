@@ -106,10 +106,10 @@ export async function completeConnect(conn: Connection, pending: PendingConnect,
   const expiry = broker.grantedExpiry(requested)
   const { session, present } = broker.openSession(conn, clientId, clean, expiry)
   conn.session = session
-  if (conn.will !== undefined) broker.armWill(conn, conn.will)
-  // A persistent session is on disk before the CONNACK says it exists, so a crash right after
-  // cannot take back what the client was told (its incoming QoS 2 messages hang on it too).
-  await broker.persistSession(session)
+  // A persistent session (and any will) is on disk before the CONNACK says it exists, so a crash
+  // right after cannot take back what the client was told (its incoming QoS 2 messages hang on it
+  // too, and its will must still go out).
+  await Promise.all([broker.persistSession(session), conn.will === undefined ? undefined : broker.armWill(conn, conn.will)])
   if (conn.isClosed()) return
   conn.state = 'open'
   // Session Present is 0 for a clean session [MQTT-3.2.2-1], else whether one was resumed
