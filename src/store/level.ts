@@ -1,4 +1,4 @@
-import { topicMatches } from '../broker/topics.js'
+import { matchRetainedIn } from './retained.js'
 import type { Message } from '../broker/types.js'
 import { CodecError } from './codec-io.js'
 import { decodeIncoming, decodeMessage, decodeQueueEntry, decodeSession, decodeTotals, decodeWill } from './codec.js'
@@ -248,13 +248,7 @@ export class LevelStore implements Store {
   }
 
   async matchRetained(filter: string): Promise<Message[]> {
-    if (!filter.includes('+') && !filter.includes('#')) {
-      const m = this.#retained.get(filter)
-      return m === undefined ? [] : [m]
-    }
-    const out: Message[] = []
-    for (const m of this.#retained.values()) if (topicMatches(filter, m.topic)) out.push(m)
-    return out
+    return matchRetainedIn(this.#retained, filter)
   }
 
   async retainedCount(): Promise<number> {

@@ -1,4 +1,4 @@
-import { topicMatches } from '../broker/topics.js'
+import { matchRetainedIn } from './retained.js'
 import type { Message } from '../broker/types.js'
 import type { IncomingRecord, QueueEntry, QueueInfo, SessionRecord, Store, StoreOp, WillRecord } from './types.js'
 
@@ -57,14 +57,7 @@ export class MemoryStore implements Store {
   }
 
   async matchRetained(filter: string): Promise<Message[]> {
-    // A filter without wildcards names one topic: skip the scan.
-    if (!filter.includes('+') && !filter.includes('#')) {
-      const m = this.#retained.get(filter)
-      return m === undefined ? [] : [m]
-    }
-    const out: Message[] = []
-    for (const m of this.#retained.values()) if (topicMatches(filter, m.topic)) out.push(m)
-    return out
+    return matchRetainedIn(this.#retained, filter)
   }
 
   async retainedCount(): Promise<number> {
