@@ -5,7 +5,7 @@
 import * as assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import { once } from 'node:events'
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { createConnection, createServer, type AddressInfo, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { describe, test, type TestContext } from 'node:test'
@@ -156,5 +156,29 @@ describe('e2e: the outpost process', () => {
     assert.notEqual(r.code, 0)
     assert.ok(r.stderr.includes(`127.0.0.1:${port}`), `stderr names the port: ${r.stderr}`)
     assert.match(r.stderr, /EADDRINUSE/)
+  })
+
+  test('a data directory in use by a running outpost: the second one exits 1 with OUTPOST_E_STORE_LOCKED naming it', async (t) => {
+    const first = await startOutpost(t)
+    const r = await runToExit(t, ['--port', '0', '--bind', '127.0.0.1', '--data-dir', first.dataDir, '--log-level', 'info'])
+    assert.equal(r.code, 1)
+    assert.match(r.stderr, /OUTPOST_E_STORE_LOCKED/)
+    assert.ok(r.stderr.includes(first.dataDir), `stderr names the directory: ${r.stderr}`)
+  })
+
+  test('a damaged store: exit 1 with OUTPOST_E_STORE_CORRUPT and the ways out; --move-aside-store starts empty and keeps the old one', async (t) => {
+    const first = await startOutpost(t)
+    const dataDir = first.dataDir
+    await first.stop()
+    // LevelDB's pointer to its manifest, garbled: the store cannot be opened.
+    writeFileSync(join(dataDir, 'store', 'CURRENT'), 'MANIFEST-999999\n')
+    const r = await runToExit(t, ['--port', '0', '--bind', '127.0.0.1', '--data-dir', dataDir, '--log-level', 'info'])
+    assert.equal(r.code, 1)
+    assert.match(r.stderr, /OUTPOST_E_STORE_CORRUPT/)
+    assert.match(r.stderr, /outpost store repair/)
+    assert.match(r.stderr, /--move-aside-store/)
+    const second = await startOutpost(t, { dataDir, args: ['--move-aside-store'] })
+    assert.ok(readdirSync(dataDir).some((f) => f.startsWith('store.broken-')), 'the old store is kept aside')
+    await second.stop()
   })
 })
