@@ -13,6 +13,8 @@ import {
   type BrokerName,
   type BrokerPaths,
 } from './bench/brokers.js';
+import { BACKLOG_RUN_ID, runBacklog, type BacklogReport, type BacklogSettings } from './bench/backlog.js';
+import { backlogGoalLine, backlogNotes, backlogSettingsLine, backlogTable } from './bench/backlog-report.js';
 import { Janitor } from './bench/janitor.js';
 import {
   comparisonLines,
@@ -68,9 +70,10 @@ const RUNS: readonly RunSpec[] = [
 const USAGE = `usage: node dist/scripts/bench.js [options]
   --only LIST       comma-separated brokers and/or measurements to run (default: all of each)
                     brokers: ${BROKER_NAMES.join(', ')}
-                    measurements: ${[...RUNS.map((r) => r.id), IDLE_RSS].join(', ')}
+                    measurements: ${[...RUNS.map((r) => r.id), IDLE_RSS, BACKLOG_RUN_ID].join(', ')}
                     (a run compared to another, like qos1-fan-in-v5, brings that one along)
-  --quick           ~30 s smoke run: short windows, idle RSS up to 1,000 clients only
+  --quick           smoke run: short windows, idle RSS up to 1,000 clients only, a backlog of
+                    100,000 messages instead of 1,000,000
   --json FILE       also write the results as JSON
   --warmup S        seconds of load before measuring (default 3, quick 0.5)
   --duration S      measured seconds per run (default 5, quick 1.5)
@@ -82,6 +85,8 @@ interface Options {
   readonly brokers: readonly BrokerName[];
   readonly runs: readonly RunSpec[];
   readonly settings: Settings;
+  /** undefined: the backlog run is not selected. */
+  readonly backlog: BacklogSettings | undefined;
   readonly jsonFile: string | undefined;
   readonly mosquittoBin: string;
 }
@@ -119,8 +124,19 @@ function parseOptions(argv: readonly string[]): Options | undefined {
   if (values.help === true) return undefined;
   const quick = values.quick === true;
   const only = parseOnly(values.only);
+  const { backlog, ...selection } = only;
   return {
-    ...only,
+    ...selection,
+    backlog: backlog
+      ? {
+          messages: quick ? 100_000 : 1_000_000,
+          publishers: 4,
+          window: 20,
+          payloadBytes: 100,
+          settleMs: quick ? 1000 : 2000,
+          quietMs: quick ? 10_000 : 15_000,
+        }
+      : undefined,
     jsonFile: values.json,
     mosquittoBin: findMosquitto(values.mosquitto),
     settings: {
@@ -142,28 +158,31 @@ function parseOptions(argv: readonly string[]): Options | undefined {
 }
 
 /** What `--only` leaves to run; brokers and measurements default to all independently. */
-function parseOnly(value: string | undefined): Pick<Options, 'brokers' | 'runs'> & { idleRss: boolean } {
-  if (value === undefined) return { brokers: BROKER_NAMES, runs: RUNS, idleRss: true };
+function parseOnly(
+  value: string | undefined,
+): Pick<Options, 'brokers' | 'runs'> & { readonly idleRss: boolean; readonly backlog: boolean } {
+  if (value === undefined) return { brokers: BROKER_NAMES, runs: RUNS, idleRss: true, backlog: true };
   const names = value
     .split(',')
     .map((s) => s.trim().toLowerCase())
     .filter((s) => s !== '');
   const isRunId = (n: string): n is RunId => RUNS.some((r) => r.id === n);
-  const unknown = names.filter((n) => !isBrokerName(n) && !isRunId(n) && n !== IDLE_RSS);
+  const unknown = names.filter((n) => !isBrokerName(n) && !isRunId(n) && n !== IDLE_RSS && n !== BACKLOG_RUN_ID);
   if (unknown.length > 0 || names.length === 0) {
-    const known = [...BROKER_NAMES, ...RUNS.map((r) => r.id), IDLE_RSS];
+    const known = [...BROKER_NAMES, ...RUNS.map((r) => r.id), IDLE_RSS, BACKLOG_RUN_ID];
     throw new UsageError(`--only: unknown name(s) ${unknown.join(', ')}; choose from ${known.join(', ')}`);
   }
   const brokers = BROKER_NAMES.filter((n) => names.includes(n));
   const wanted = new Set<RunId>(names.filter(isRunId));
   // A compared run is only worth its ratio: bring its baseline along.
   for (const run of RUNS) if (wanted.has(run.id) && run.compareTo !== undefined) wanted.add(run.compareTo.run);
-  const measurements = wanted.size > 0 || names.includes(IDLE_RSS);
+  const measurements = wanted.size > 0 || names.includes(IDLE_RSS) || names.includes(BACKLOG_RUN_ID);
   // Keep the canonical column and row order whatever order the user typed.
   return {
     brokers: brokers.length > 0 ? brokers : BROKER_NAMES,
     runs: measurements ? RUNS.filter((r) => wanted.has(r.id)) : RUNS,
     idleRss: !measurements || names.includes(IDLE_RSS),
+    backlog: !measurements || names.includes(BACKLOG_RUN_ID),
   };
 }
 
@@ -231,15 +250,23 @@ async function main(): Promise<void> {
     `QoS 1 window ${s.window} per publisher, ${s.warmupMs / 1000} s warmup + ${s.measureMs / 1000} s measured per run` +
     `${s.repeat > 1 ? ` (median of ${s.repeat})` : ''}; ` +
     `one load-generator process (1 core) per run; a fresh broker process for the throughput runs and another for idle RSS`;
+  const backlogLine = options.backlog === undefined ? undefined : backlogSettingsLine(options.backlog);
   log(machineLine(machine));
   log(settingsLine);
+  if (backlogLine !== undefined) log(backlogLine);
 
   const startedAt = performance.now();
   const runs = options.runs;
   const bench = new Bench(janitor, paths, join(here, 'bench', 'load.js'), s, runs);
   const reports: BrokerReport[] = [];
+  const backlogReports: BacklogReport[] = [];
   try {
     for (const name of options.brokers) reports.push(await bench.broker(name));
+    const backlog = options.backlog;
+    if (backlog !== undefined) {
+      const context = { janitor, paths, loadScript: join(here, 'bench', 'load.js'), settings: backlog };
+      for (const name of options.brokers) backlogReports.push(await runBacklog(name, context));
+    }
   } finally {
     await janitor.cleanup(3000);
   }
@@ -251,15 +278,29 @@ async function main(): Promise<void> {
   const remarks = notes(reports, runs, s.window);
   const comparisons = protocolComparisons(reports, runs);
   const goals = comparisonLines(comparisons, reports, runs);
+  const backlogResults =
+    options.backlog === undefined
+      ? undefined
+      : {
+          settings: options.backlog,
+          brokers: backlogReports,
+          table: backlogTable(backlogReports, options.backlog),
+          goals: backlogGoalLine(backlogReports),
+          notes: backlogNotes(backlogReports),
+        };
+  const allNotes = [...remarks, ...(backlogResults?.notes ?? [])];
   const output = [
     '',
     machineLine(machine),
     settingsLine,
-    '',
-    renderMarkdown(results),
+    ...(backlogLine === undefined ? [] : [backlogLine]),
+    // Empty when only the backlog run was asked for.
+    ...(results.rows.length > 0 ? ['', renderMarkdown(results)] : []),
     ...(goals.length > 0 ? ['', ...goals] : []),
     ...(reports.some((r) => Object.values(r.runs).some((o) => o.status === 'ok')) ? ['', renderMarkdown(details)] : []),
-    ...(remarks.length > 0 ? ['', 'Notes:', ...remarks.map((n) => `- ${n}`)] : []),
+    ...(backlogResults === undefined ? [] : ['', renderMarkdown(backlogResults.table)]),
+    ...(backlogResults !== undefined && backlogResults.goals.length > 0 ? ['', ...backlogResults.goals] : []),
+    ...(allNotes.length > 0 ? ['', 'Notes:', ...allNotes.map((n) => `- ${n}`)] : []),
     '',
   ].join('\n');
   process.stdout.write(output);
@@ -275,6 +316,7 @@ async function main(): Promise<void> {
       table: results,
       detailTable: details,
       notes: remarks,
+      ...(backlogResults === undefined ? {} : { backlog: backlogResults }),
     };
     await writeFile(options.jsonFile, `${JSON.stringify(json, null, 2)}\n`);
     log(`wrote ${options.jsonFile}`);

@@ -1,9 +1,10 @@
 import { spawn, spawnSync, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { hasExited, stopChild, type Janitor } from './janitor.js';
 
@@ -36,6 +37,34 @@ const HOST = '127.0.0.1';
 const OUTPUT_TAIL_BYTES = 4096;
 const STOP_GRACE_MS = 3000;
 
+/**
+ * `default`: how the throughput and idle runs start a broker (Mosquitto without persistence and
+ * with its queue capped at 1000). `backlog`: durable, unbounded queues for the backlog run
+ * (backlog.ts), data in {@link backlogDataDir}, and a log line that says when it is up.
+ */
+export type BrokerProfile = 'default' | 'backlog';
+
+export interface StartOptions {
+  readonly profile: BrokerProfile;
+  /**
+   * A directory the caller made and cleans up; stop() leaves it, so that a restart finds the
+   * data. Default: a fresh temp dir that stop() removes.
+   */
+  readonly dir?: string;
+  /** Pause between connection attempts while waiting for the port (default 50 ms). */
+  readonly pollMs?: number;
+  /** SIGTERM to SIGKILL in stop() (default 3 s). */
+  readonly stopGraceMs?: number;
+}
+
+/** Where a broker started with the backlog profile keeps its persistent state, inside its dir. */
+export function backlogDataDir(dir: string): string {
+  return join(dir, 'data');
+}
+
+/** What each broker prints once it is up, at the log level the backlog profile sets. */
+const READY_LINE = /outpost running|mosquitto version \S+ running/;
+
 export interface BrokerPaths {
   /** `dist/src/cli.js`. */
   readonly outpostCli: string;
@@ -48,6 +77,14 @@ export interface RunningBroker {
   readonly name: BrokerName;
   readonly pid: number;
   readonly port: number;
+  /** performance.now() at spawn, and when the port first accepted a TCP connection. */
+  readonly spawnedAt: number;
+  readonly listeningAt: number;
+  /**
+   * performance.now() when it printed its ready line (backlog profile). It may come a little
+   * after the port opens; it never settles if the broker does not print one.
+   */
+  readonly readyLine: Promise<number>;
   /** Resolves with a description ("exit code 1", "signal SIGSEGV") when the process ends. */
   readonly exited: Promise<string>;
   hasExited(): boolean;
@@ -95,19 +132,29 @@ export function findMosquitto(explicit: string | undefined): string {
   return existsSync('/usr/sbin/mosquitto') ? '/usr/sbin/mosquitto' : 'mosquitto';
 }
 
-function mosquittoConfig(port: number): string {
+/** `backlogData`: the backlog profile's persistence directory. */
+function mosquittoConfig(port: number, backlogData: string | undefined): string {
+  const backlog = backlogData !== undefined;
   return [
     `listener ${port} ${HOST}`,
     'allow_anonymous true',
-    'max_queued_messages 1000',
+    // 0: no limit, for a million messages queued to one offline client (max_queued_bytes is 0 by default).
+    `max_queued_messages ${backlog ? 0 : 1000}`,
+    ...(backlog ? ['max_queued_bytes 0'] : []),
     'max_inflight_messages 20',
-    'persistence false',
+    // Written on SIGTERM (and every autosave_interval, 1800 s by default), read back at start.
+    ...(backlog ? ['persistence true', `persistence_location ${backlogData}/`] : ['persistence false']),
     'log_dest stderr',
     'log_type error',
     'log_type warning',
+    // "mosquitto version ... running" and the persistence save / restore lines.
+    ...(backlog ? ['log_type notice', 'log_type information'] : []),
     '',
   ].join('\n');
 }
+
+/** The backlog run's Outpost: no queue caps, QoS 1 acknowledged once fsynced (the default). */
+const OUTPOST_BACKLOG_CONFIG = ['max_queued_messages: 0', 'max_queued_bytes: 0', 'durability: sync', ''].join('\n');
 
 interface Launch {
   readonly command: string;
@@ -115,11 +162,24 @@ interface Launch {
   readonly stdio: StdioOptions;
 }
 
-async function prepare(name: BrokerName, port: number, dir: string, paths: BrokerPaths): Promise<Launch> {
+async function prepare(
+  name: BrokerName,
+  port: number,
+  dir: string,
+  paths: BrokerPaths,
+  profile: BrokerProfile,
+): Promise<Launch> {
+  const data = profile === 'backlog' ? backlogDataDir(dir) : undefined;
+  if (data !== undefined) await mkdir(data, { recursive: true });
   switch (name) {
     case 'mosquitto': {
+      if (data !== undefined) {
+        // Started as root, mosquitto drops to its own user before it writes its persistence file.
+        await chmod(dir, 0o711);
+        await chmod(data, 0o777);
+      }
       const file = join(dir, 'mosquitto.conf');
-      await writeFile(file, mosquittoConfig(port), { mode: 0o644 });
+      await writeFile(file, mosquittoConfig(port, data), { mode: 0o644 });
       return { command: paths.mosquittoBin, args: ['-c', file], stdio: ['ignore', 'pipe', 'pipe'] };
     }
     case 'aedes':
@@ -129,14 +189,38 @@ async function prepare(name: BrokerName, port: number, dir: string, paths: Broke
         args: [paths.aedesServer, '--port', String(port), '--host', HOST],
         stdio: ['pipe', 'pipe', 'pipe'],
       };
-    case 'outpost':
+    case 'outpost': {
       if (!existsSync(paths.outpostCli)) throw new BrokerStartError(`${paths.outpostCli} does not exist`);
+      if (data !== undefined) {
+        const file = join(dir, 'outpost.yaml');
+        await writeFile(file, OUTPOST_BACKLOG_CONFIG);
+        return {
+          command: process.execPath,
+          args: [
+            '--max-semi-space-size=2',
+            paths.outpostCli,
+            '--config',
+            file,
+            '--port',
+            String(port),
+            '--bind',
+            HOST,
+            '--data-dir',
+            data,
+            // info: for its "outpost running" line.
+            '--log-level',
+            'info',
+          ],
+          stdio: ['ignore', 'pipe', 'pipe'],
+        };
+      }
       return {
         command: process.execPath,
         // The same V8 flag as the `outpost` bin's shebang and `npm start`: measure what ships.
         args: ['--max-semi-space-size=2', paths.outpostCli, '--port', String(port), '--bind', HOST, '--data-dir', dir, '--log-level', 'warn'],
         stdio: ['ignore', 'pipe', 'pipe'],
       };
+    }
   }
 }
 
@@ -154,37 +238,59 @@ function describeExit(code: number | null, signal: NodeJS.Signals | null): strin
   return signal !== null ? `signal ${signal}` : `exit code ${String(code)}`;
 }
 
+/** A fresh temp dir for one broker, removed by the janitor at the latest. */
+export async function brokerDir(name: BrokerName, janitor: Janitor): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), `outpost-bench-${name}-`));
+  janitor.trackDir(dir);
+  return dir;
+}
+
 /**
- * Spawns a broker in its own temp dir on a free port and resolves once the port accepts TCP
- * connections. Throws {@link BrokerStartError} (after killing what it spawned) if the process
- * fails to spawn, exits, or does not listen within `readyTimeoutMs`.
+ * Spawns a broker in its own temp dir (or `options.dir`) on a free port and resolves once the
+ * port accepts TCP connections. Throws {@link BrokerStartError} (after killing what it spawned)
+ * if the process fails to spawn, exits, or does not listen within `readyTimeoutMs`.
  */
 export async function startBroker(
   name: BrokerName,
   paths: BrokerPaths,
   janitor: Janitor,
   readyTimeoutMs: number,
+  options: StartOptions = { profile: 'default' },
 ): Promise<RunningBroker> {
-  const dir = await mkdtemp(join(tmpdir(), `outpost-bench-${name}-`));
-  janitor.trackDir(dir);
+  const ownDir = options.dir === undefined;
+  const dir = options.dir ?? (await brokerDir(name, janitor));
+  const removeOwnDir = async (): Promise<void> => {
+    if (ownDir) await janitor.removeDir(dir);
+  };
   const port = await freePort();
   let launch: Launch;
   try {
-    launch = await prepare(name, port, dir, paths);
+    launch = await prepare(name, port, dir, paths, options.profile);
   } catch (err) {
-    await janitor.removeDir(dir);
+    await removeOwnDir();
     throw err;
   }
 
+  const spawnedAt = performance.now();
   const child: ChildProcess = spawn(launch.command, launch.args, { stdio: launch.stdio });
   janitor.track(child);
   // Both ends: a crash prints its error first and then a stack trace longer than the tail.
   let head = '';
   let tail = '';
+  let readyAt: number | undefined;
+  let onReady: (at: number) => void = () => undefined;
+  const readyLine = new Promise<number>((resolve) => {
+    onReady = resolve;
+  });
   const keepTail = (chunk: Buffer): void => {
     const text = chunk.toString('utf8');
     if (head.length < OUTPUT_TAIL_BYTES) head += text.slice(0, OUTPUT_TAIL_BYTES - head.length);
     tail = (tail + text).slice(-OUTPUT_TAIL_BYTES);
+    // The tail, not the chunk: the line may arrive in two pieces.
+    if (readyAt === undefined && READY_LINE.test(tail.slice(-(text.length + 64)))) {
+      readyAt = performance.now();
+      onReady(readyAt);
+    }
   };
   child.stdout?.on('data', keepTail);
   child.stderr?.on('data', keepTail);
@@ -201,8 +307,8 @@ export async function startBroker(
   });
 
   const stop = async (): Promise<void> => {
-    await stopChild(child, STOP_GRACE_MS);
-    await janitor.removeDir(dir);
+    await stopChild(child, options.stopGraceMs ?? STOP_GRACE_MS);
+    await removeOwnDir();
   };
 
   const deadline = Date.now() + readyTimeoutMs;
@@ -218,8 +324,9 @@ export async function startBroker(
       await stop();
       throw new BrokerStartError(`not listening on ${HOST}:${port} after ${readyTimeoutMs} ms`);
     }
-    await sleep(50);
+    await sleep(options.pollMs ?? 50);
   }
+  const listeningAt = performance.now();
 
   const pid = child.pid;
   if (pid === undefined) {
@@ -230,6 +337,9 @@ export async function startBroker(
     name,
     pid,
     port,
+    spawnedAt,
+    listeningAt,
+    readyLine,
     exited,
     hasExited: () => exitDescription !== undefined || hasExited(child),
     failureLine: () => failureLine(`${head}\n${tail}`),

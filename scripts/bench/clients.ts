@@ -1,3 +1,4 @@
+import { randomFillSync } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import type { ThroughputJob } from './load-protocol.js';
 import {
@@ -6,7 +7,9 @@ import {
   PacketType,
   connectPacket,
   describeConnackCode,
+  lastPublish,
   parseConnack,
+  publishPayload,
   publishTemplate,
   skipProperties,
   subscribePacket,
@@ -41,15 +44,21 @@ export interface Connection {
   readonly socket: Socket;
   /** QoS 1 PUBLISHes the broker lets this client have unacknowledged (MQTT 5 CONNACK). */
   readonly receiveMaximum: number;
+  /** The CONNACK's Session Present flag. */
+  readonly sessionPresent: boolean;
 }
 
-/** Connects, sends CONNECT and resolves once a CONNACK with return / reason code 0 arrives. */
+/**
+ * Connects, sends CONNECT and resolves once a CONNACK with return / reason code 0 arrives.
+ * `clean` false asks for a persistent session (see {@link connectPacket}).
+ */
 export function openClient(
   port: number,
   clientId: string,
   version: ProtocolVersion,
   timeoutMs: number,
   handlers: ClientHandlers,
+  clean = true,
 ): Promise<Connection> {
   return new Promise((resolve, reject) => {
     const socket = connect({ host: HOST, port, noDelay: true });
@@ -76,7 +85,7 @@ export function openClient(
       }
       connected = true;
       clearTimeout(timer);
-      resolve({ socket, receiveMaximum: connack.receiveMaximum });
+      resolve({ socket, receiveMaximum: connack.receiveMaximum, sessionPresent: connack.sessionPresent });
     });
     socket.on('data', (chunk: Buffer) => {
       try {
@@ -96,12 +105,12 @@ export function openClient(
       if (!connected) fail(new Error('connection closed before CONNACK'));
       else handlers.onClose();
     });
-    socket.once('connect', () => socket.write(connectPacket(clientId, version)));
+    socket.once('connect', () => socket.write(connectPacket(clientId, version, clean)));
   });
 }
 
 /** Rejects after `ms`; clears its timer either way so it cannot hold the process open. */
-async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+export async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`${what} within ${ms} ms`)), ms);
@@ -138,6 +147,22 @@ export class Counters {
   stopping = false;
 }
 
+/** The first return / reason code of the SUBACK body handed over by the FrameReader; -1 if cut short. */
+export function subackCode(buf: Buffer, start: number, length: number, version: ProtocolVersion): number {
+  // v5: the reason codes follow a property block.
+  const codes = version === 5 ? skipProperties(buf, start + 2, start + length) : start + 2;
+  return codes >= 0 && codes < start + length ? buf.readUInt8(codes) : -1;
+}
+
+/** Sends the PUBACKs one TCP chunk caused in one write (a syscall each would cap a subscriber); empties `acks`. */
+export function writePubacks(socket: Socket, acks: number[]): void {
+  if (acks.length === 0) return;
+  const out = Buffer.allocUnsafe(acks.length * 4);
+  for (let i = 0; i < acks.length; i++) writePuback(out, i * 4, acks[i] ?? 0);
+  acks.length = 0;
+  socket.write(out);
+}
+
 export async function openSubscriber(
   job: ThroughputJob,
   clientId: string,
@@ -153,21 +178,14 @@ export async function openSubscriber(
   const { socket } = await openClient(job.port, clientId, job.protocol, HANDSHAKE_TIMEOUT_MS, {
     onFrame: (type, flags, buf, start, length) => {
       if (type === PacketType.publish) {
-        const qos = (flags >> 1) & 0x03;
-        let header = 2 + buf.readUInt16BE(start);
-        if (qos > 0) {
-          acks.push(buf.readUInt16BE(start + header));
-          header += 2;
-        }
+        const payload = publishPayload(flags, buf, start, length, job.protocol);
+        if (lastPublish.packetId !== 0) acks.push(lastPublish.packetId);
         counters.delivered++;
-        if (job.protocol === 5) {
-          const payload = skipProperties(buf, start + header, start + length);
-          if (payload < 0) {
-            counters.anomalies++;
-            return;
-          }
-          header = payload - start;
+        if (payload < 0) {
+          counters.anomalies++;
+          return;
         }
+        const header = payload - start;
         if (length - header !== job.payloadBytes) {
           counters.anomalies++;
           return;
@@ -182,19 +200,11 @@ export async function openSubscriber(
           lastSeq[publisher] = seq;
         }
       } else if (type === PacketType.suback && length >= 3) {
-        // v5: the reason codes follow a property block; -1 (never a QoS) if it is cut short.
-        const codes = job.protocol === 5 ? skipProperties(buf, start + 2, start + length) : start + 2;
-        onSuback?.(codes >= 0 && codes < start + length ? buf.readUInt8(codes) : -1);
+        // -1 (never a QoS) if it is cut short.
+        onSuback?.(subackCode(buf, start, length, job.protocol));
       }
     },
-    afterChunk: (sock) => {
-      if (acks.length === 0) return;
-      // One write for all PUBACKs a chunk caused: a syscall per PUBACK would cap the subscriber.
-      const out = Buffer.allocUnsafe(acks.length * 4);
-      for (let i = 0; i < acks.length; i++) writePuback(out, i * 4, acks[i] ?? 0);
-      acks.length = 0;
-      sock.write(out);
-    },
+    afterChunk: (sock) => writePubacks(sock, acks),
     onClose: () => {
       if (!counters.stopping) counters.unexpectedCloses++;
     },
@@ -269,17 +279,30 @@ export async function openQos0Publisher(
   };
 }
 
+/** What a QoS 1 publisher takes from its job. */
+export type PublisherJob = Pick<ThroughputJob, 'port' | 'protocol' | 'payloadBytes' | 'window'>;
+
+export interface PublisherOptions {
+  /** PUBLISHes to send in all (sequence numbers 0..limit-1); default no end. */
+  readonly limit?: number;
+  /** Fill each payload after the stamp with fresh random bytes, so a store cannot compress it away. */
+  readonly randomPayload?: boolean;
+}
+
 /**
  * Keeps `job.window` PUBLISHes unacknowledged (fewer if the broker's Receive Maximum says so);
  * each PUBACK releases one more.
  */
 export async function openQos1Publisher(
-  job: ThroughputJob,
+  job: PublisherJob,
   index: number,
   clientId: string,
   topic: string,
   counters: Counters,
+  options: PublisherOptions = {},
 ): Promise<Publisher> {
+  const limit = options.limit ?? Infinity;
+  const random = options.randomPayload === true;
   const template: PublishTemplate = publishTemplate(topic, Buffer.alloc(job.payloadBytes, 0x61), 1, job.protocol);
   const size = template.bytes.length;
   const inflight = new Uint8Array(65536);
@@ -299,16 +322,18 @@ export async function openQos1Publisher(
     }
   };
   const fill = (sock: Socket): void => {
-    if (stopped || credits === 0 || sock.destroyed) return;
-    const out = Buffer.allocUnsafe(credits * size);
-    for (let i = 0; i < credits; i++) {
+    const n = Math.min(credits, limit - seq);
+    if (stopped || n <= 0 || sock.destroyed) return;
+    const out = Buffer.allocUnsafe(n * size);
+    for (let i = 0; i < n; i++) {
       const id = allocateId();
       inflight[id] = 1;
       template.bytes.copy(out, i * size);
       out.writeUInt16BE(id, i * size + template.idOffset);
       stamp(out, i * size + template.payloadOffset, index, seq++);
+      if (random) randomFillSync(out, i * size + template.payloadOffset + STAMP_BYTES, job.payloadBytes - STAMP_BYTES);
     }
-    credits = 0;
+    credits -= n;
     sock.write(out);
   };
   const { socket, receiveMaximum } = await openClient(job.port, clientId, job.protocol, HANDSHAKE_TIMEOUT_MS, {

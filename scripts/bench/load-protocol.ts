@@ -33,7 +33,30 @@ export interface IdleJob {
   readonly connectTimeoutMs: number;
 }
 
-export type LoadJob = ThroughputJob | IdleJob;
+/**
+ * One step of the backlog run (backlog.ts), on an offline persistent session:
+ * `subscribe` makes the session (clean session 0, QoS 1 subscription to `filter`) and disconnects;
+ * `publish` sends `messages` QoS 1 PUBLISHes from `publishers` clients to `<topicPrefix>/p<i>`;
+ * `drain` reconnects the session and takes the backlog until every message arrived or none came
+ * for `stallMs`.
+ */
+export interface BacklogJob {
+  readonly kind: 'backlog';
+  readonly phase: 'subscribe' | 'publish' | 'drain';
+  readonly port: number;
+  /** The persistent subscriber's client id. */
+  readonly clientId: string;
+  readonly filter: string;
+  readonly topicPrefix: string;
+  /** In all, split evenly over the publishers. */
+  readonly messages: number;
+  readonly publishers: number;
+  readonly payloadBytes: number;
+  readonly window: number;
+  readonly stallMs: number;
+}
+
+export type LoadJob = ThroughputJob | IdleJob | BacklogJob;
 
 /** Parent to child. */
 export type ParentMessage =
@@ -70,6 +93,36 @@ export interface ThroughputResult {
   readonly missing: number;
 }
 
+/** What one backlog step saw; fields a step does not use are 0 / false. */
+export interface BacklogPhaseResult {
+  /** publish: first PUBLISH written to last PUBACK; drain: CONNECT sent to last message received. */
+  readonly elapsedMs: number;
+  /** PUBACKs with success to the publishers. */
+  readonly acked: number;
+  readonly refusedAcks: number;
+  /** The subscriber's CONNACK said the broker had kept its session. */
+  readonly sessionPresent: boolean;
+  /** drain: CONNECT sent to CONNACK, and to the first PUBLISH. */
+  readonly connackMs: number;
+  readonly firstMessageMs: number;
+  /** PUBLISHes the subscriber received, repeats included. */
+  readonly received: number;
+  /** Different (publisher, sequence number) pairs among them. */
+  readonly distinct: number;
+  /** Received again after the first time. */
+  readonly duplicates: number;
+  /** Arrived with a lower sequence number than one already seen from the same publisher. */
+  readonly outOfOrder: number;
+  /** PUBLISHes with the DUP flag set (redeliveries). */
+  readonly dupFlag: number;
+  /** The drain ended because nothing came for `stallMs`, not because everything had arrived. */
+  readonly stalled: boolean;
+  readonly anomalies: number;
+  readonly unexpectedCloses: number;
+  /** Load generator CPU over `elapsedMs`, % of one core. */
+  readonly loadCpuPercent: number;
+}
+
 export interface IdleStep {
   readonly target: number;
   readonly connected: number;
@@ -84,6 +137,7 @@ export type ChildMessage =
   | { readonly type: 'window-end' }
   | { readonly type: 'result'; readonly result: ThroughputResult }
   | { readonly type: 'idle-step'; readonly step: IdleStep }
+  | { readonly type: 'backlog-result'; readonly result: BacklogPhaseResult }
   | { readonly type: 'done' }
   | { readonly type: 'error'; readonly message: string };
 
@@ -112,6 +166,44 @@ function isThroughputJob(v: unknown): v is ThroughputJob {
   );
 }
 
+function isBacklogJob(v: unknown): v is BacklogJob {
+  return (
+    isRecord(v) &&
+    v['kind'] === 'backlog' &&
+    (v['phase'] === 'subscribe' || v['phase'] === 'publish' || v['phase'] === 'drain') &&
+    isFiniteNumber(v['port']) &&
+    typeof v['clientId'] === 'string' &&
+    typeof v['filter'] === 'string' &&
+    typeof v['topicPrefix'] === 'string' &&
+    ['messages', 'publishers', 'payloadBytes', 'window', 'stallMs'].every((k) => isFiniteNumber(v[k]))
+  );
+}
+
+const BACKLOG_COUNTS = [
+  'elapsedMs',
+  'acked',
+  'refusedAcks',
+  'connackMs',
+  'firstMessageMs',
+  'received',
+  'distinct',
+  'duplicates',
+  'outOfOrder',
+  'dupFlag',
+  'anomalies',
+  'unexpectedCloses',
+  'loadCpuPercent',
+] as const satisfies readonly (keyof BacklogPhaseResult)[];
+
+function isBacklogPhaseResult(v: unknown): v is BacklogPhaseResult {
+  return (
+    isRecord(v) &&
+    typeof v['sessionPresent'] === 'boolean' &&
+    typeof v['stalled'] === 'boolean' &&
+    BACKLOG_COUNTS.every((k) => isFiniteNumber(v[k]))
+  );
+}
+
 function isIdleJob(v: unknown): v is IdleJob {
   return (
     isRecord(v) &&
@@ -129,7 +221,7 @@ export function parseParentMessage(value: unknown): ParentMessage | undefined {
   if (value['type'] === 'continue') return { type: 'continue' };
   if (value['type'] !== 'job') return undefined;
   const job = value['job'];
-  return isThroughputJob(job) || isIdleJob(job) ? { type: 'job', job } : undefined;
+  return isThroughputJob(job) || isIdleJob(job) || isBacklogJob(job) ? { type: 'job', job } : undefined;
 }
 
 function isThroughputResult(v: unknown): v is ThroughputResult {
@@ -170,6 +262,8 @@ export function parseChildMessage(value: unknown): ChildMessage | undefined {
       return { type: value['type'] };
     case 'result':
       return isThroughputResult(value['result']) ? { type: 'result', result: value['result'] } : undefined;
+    case 'backlog-result':
+      return isBacklogPhaseResult(value['result']) ? { type: 'backlog-result', result: value['result'] } : undefined;
     case 'idle-step':
       return isIdleStep(value['step']) ? { type: 'idle-step', step: value['step'] } : undefined;
     case 'error':

@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { runBacklogPhase } from './backlog-load.js';
 import {
   parseParentMessage,
   type ChildMessage,
@@ -183,6 +184,7 @@ async function main(): Promise<void> {
   let last: ChildMessage;
   try {
     if (job.kind === 'throughput') last = { type: 'result', result: await runThroughput(job) };
+    else if (job.kind === 'backlog') last = { type: 'backlog-result', result: await runBacklogPhase(job) };
     else {
       await runIdle(job);
       last = { type: 'done' };

@@ -8,6 +8,12 @@ export interface MemorySample {
   readonly rssKb: number;
   /** Peak resident set size since the process started (VmHWM), in KiB. */
   readonly hwmKb: number;
+  /**
+   * The anonymous (heap, stacks) and file-backed (mapped binaries and data files) parts of the
+   * RSS, in KiB; undefined on kernels before 4.5.
+   */
+  readonly rssAnonKb?: number;
+  readonly rssFileKb?: number;
 }
 
 function statusField(status: string, name: string): number {
@@ -18,7 +24,9 @@ function statusField(status: string, name: string): number {
 
 export async function readMemory(pid: number): Promise<MemorySample> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  return { rssKb: statusField(status, 'VmRSS'), hwmKb: statusField(status, 'VmHWM') };
+  const sample = { rssKb: statusField(status, 'VmRSS'), hwmKb: statusField(status, 'VmHWM') };
+  if (!/^RssAnon:/m.test(status)) return sample;
+  return { ...sample, rssAnonKb: statusField(status, 'RssAnon'), rssFileKb: statusField(status, 'RssFile') };
 }
 
 /** utime + stime of every thread of the process, in clock ticks. */

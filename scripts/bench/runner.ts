@@ -50,7 +50,7 @@ export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-interface CpuMark {
+export interface CpuMark {
   /** Broker process ticks. */
   readonly ticks: number;
   /** Whole-machine busy ticks. */
@@ -58,7 +58,7 @@ interface CpuMark {
   readonly at: number;
 }
 
-async function cpuMark(pid: number): Promise<CpuMark> {
+export async function cpuMark(pid: number): Promise<CpuMark> {
   const at = performance.now();
   const [ticks, system] = await Promise.all([readCpuTicks(pid), readSystemTicks()]);
   return { ticks, systemBusy: system.busy, at };
@@ -69,7 +69,7 @@ function ticksPercent(ticks: number, from: CpuMark, to: CpuMark): number {
   return (ticks / clockTicksPerSecond() / ((to.at - from.at) / 1000)) * 100;
 }
 
-function cpuPercent(from: CpuMark, to: CpuMark): number {
+export function cpuPercent(from: CpuMark, to: CpuMark): number {
   return ticksPercent(to.ticks - from.ticks, from, to);
 }
 
@@ -93,7 +93,7 @@ function medianOutcome(attempts: readonly RunOutcome[]): RunOutcome {
 }
 
 /** Lets a broker finish off the previous run (backlogs, disconnects) before the next starts. */
-async function waitUntilIdle(pid: number): Promise<void> {
+export async function waitUntilIdle(pid: number): Promise<void> {
   const sliceMs = 250;
   const deadline = performance.now() + 10_000;
   await sleep(300);

@@ -32,17 +32,24 @@ export const DEFAULT_RECEIVE_MAXIMUM = 65535;
 /** Long enough that no broker expects a PINGREQ during a bench, short of "never" (0). */
 export const KEEPALIVE_SECONDS = 600;
 
-export function connectPacket(clientId: string, version: ProtocolVersion): Buffer {
+/**
+ * `clean` false asks for a persistent session (3.1.1 Clean Session 0); the bench only does that
+ * at 3.1.1, where no Session Expiry Interval is needed to keep it.
+ */
+export function connectPacket(clientId: string, version: ProtocolVersion, clean = true): Buffer {
   // No properties: mqtt-packet writes the empty property block a v5 CONNECT needs.
   return generate({
     cmd: 'connect',
     protocolId: 'MQTT',
     protocolVersion: version,
     clientId,
-    clean: true,
+    clean,
     keepalive: KEEPALIVE_SECONDS,
   });
 }
+
+/** DISCONNECT, valid at both protocol levels (v5: remaining length 0 means reason code 0). */
+export const DISCONNECT_PACKET: Buffer = Buffer.from([0xe0, 0x00]);
 
 export function subscribePacket(filter: string, qos: 0 | 1, messageId: number, version: ProtocolVersion): Buffer {
   // v5 adds an empty property block and uses the QoS byte as the options byte (all other options 0).
@@ -92,13 +99,18 @@ export function writePuback(target: Buffer, offset: number, id: number): void {
 export interface Connack {
   readonly code: number;
   readonly receiveMaximum: number;
+  /** The broker kept a session for this client id (Session Present flag). */
+  readonly sessionPresent: boolean;
 }
 
 /** Reads the CONNACK body `buf[start, start + length)` handed over by {@link FrameReader}. */
 export function parseConnack(buf: Buffer, start: number, length: number, version: ProtocolVersion): Connack {
   if (length < 2) throw new MalformedFrameError(`CONNACK of ${length} bytes`);
   const code = buf.readUInt8(start + 1);
-  if (version === 4 || code !== 0 || length === 2) return { code, receiveMaximum: DEFAULT_RECEIVE_MAXIMUM };
+  const sessionPresent = (buf.readUInt8(start) & 0x01) === 1;
+  if (version === 4 || code !== 0 || length === 2) {
+    return { code, receiveMaximum: DEFAULT_RECEIVE_MAXIMUM, sessionPresent };
+  }
   // mqtt-packet wants the whole packet, fixed header included.
   const header = Buffer.from([PacketType.connack << 4]);
   const packet = Buffer.concat([header, encodeVarint(length), buf.subarray(start, start + length)]);
@@ -112,7 +124,7 @@ export function parseConnack(buf: Buffer, start: number, length: number, version
   if (parsed?.cmd !== 'connack') {
     throw new MalformedFrameError(`unparsable MQTT 5 CONNACK${error instanceof Error ? `: ${error.message}` : ''}`);
   }
-  return { code, receiveMaximum: parsed.properties?.receiveMaximum ?? DEFAULT_RECEIVE_MAXIMUM };
+  return { code, receiveMaximum: parsed.properties?.receiveMaximum ?? DEFAULT_RECEIVE_MAXIMUM, sessionPresent };
 }
 
 /** Refusals a bench is likely to meet; 3.1.1 return codes first, then their MQTT 5 reason codes. */
@@ -188,6 +200,24 @@ export function skipProperties(buf: Buffer, offset: number, end: number): number
   if (!decodeVarint(buf, offset, end)) return -1;
   const next = offset + varint.bytes + varint.value;
   return next <= end ? next : -1;
+}
+
+/** The packet identifier the last {@link publishPayload} read; 0 for QoS 0. Reused: no allocation per PUBLISH. */
+export const lastPublish = { packetId: 0 };
+
+/**
+ * Reads the PUBLISH body `buf[start, start + length)` with fixed-header `flags`: sets
+ * {@link lastPublish}.packetId and returns the offset of the payload in `buf`, or -1 if a v5
+ * property block runs past the end (the packet id is read even then, so it can be acknowledged).
+ */
+export function publishPayload(flags: number, buf: Buffer, start: number, length: number, version: ProtocolVersion): number {
+  let offset = start + 2 + buf.readUInt16BE(start);
+  lastPublish.packetId = 0;
+  if (((flags >> 1) & 0x03) > 0) {
+    lastPublish.packetId = buf.readUInt16BE(offset);
+    offset += 2;
+  }
+  return version === 5 ? skipProperties(buf, offset, start + length) : offset;
 }
 
 /**
