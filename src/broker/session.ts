@@ -1,5 +1,5 @@
 import type { QueueEntry, QueueInfo, StoreOp } from '../store/types.js'
-import { Fifo } from './queue.js'
+import { OutboundQueue, PAGE } from './outbound-queue.js'
 import type { SubscriptionOptions } from './subscription-tree.js'
 import type { Message, QoS } from './types.js'
 
@@ -69,11 +69,6 @@ export interface SessionJournal {
   read(clientId: string, afterSeq: number, limit: number): Promise<QueueEntry[]>
 }
 
-/**
- * Queue entries a persistent session keeps in memory; the rest stay in the store and are read
- * back a page at a time as the client takes them, so a backlog costs disk, not RAM.
- */
-export const PAGE = 256
 
 /** One delivery of a message to this session. */
 export interface Queued {
@@ -117,15 +112,7 @@ export class Session {
   expiresAt: number | undefined
 
   readonly #inflight = new Map<number, Inflight>()
-  /** Queued in memory: all of a clean session's queue, a persistent session's first page. */
-  readonly #queue = new Fifo<Queued>()
-  #queuedBytes = 0
-  /** Entries only in the store, all later than those in memory: their count and payload bytes. */
-  #spilled = 0
-  #spilledBytes = 0
-  /** Highest seq that has been in memory: stored entries after it are the spilled ones. */
-  #frontier = 0
-  #loading = false
+  readonly #queue = new OutboundQueue()
   #nextId = 1
   #outlet: Outlet | undefined
   #full = false
@@ -166,7 +153,7 @@ export class Session {
   }
 
   get queuedCount(): number {
-    return this.#queue.length + this.#spilled
+    return this.#queue.count
   }
 
   /**
@@ -219,7 +206,7 @@ export class Session {
       }
       // Offline: QoS 0 is not part of session state unless the operator asks for it.
       if (!this.#limits.queueQos0Messages) return false
-    } else if (outlet !== undefined && this.#queue.length === 0 && this.#spilled === 0 && this.#inflight.size < this.#window(outlet)) {
+    } else if (outlet !== undefined && this.#queue.count === 0 && this.#inflight.size < this.#window(outlet)) {
       this.#send(outlet, item)
       return false
     }
@@ -246,35 +233,27 @@ export class Session {
    * are queued, in store order. `entries` is the first page; `info` counts them all.
    */
   restore(entries: readonly QueueEntry[], info: QueueInfo): void {
-    this.#spilled = info.count
-    this.#spilledBytes = info.bytes
+    this.#queue.setStored(info.count, info.bytes)
     if (info.lastSeq >= this.#nextSeq) this.#nextSeq = info.lastSeq + 1
     this.#load(entries)
   }
 
-  /** Takes a page read from the store into memory (in flight or queued). */
+  /** Takes a page read from the store into memory: entries that had been sent go in flight. */
   #load(entries: readonly QueueEntry[]): void {
-    for (const e of entries) {
-      if (e.seq <= this.#frontier) continue
-      this.#frontier = e.seq
-      this.#spilled--
-      this.#spilledBytes -= e.message.payload.length
-      const item: Queued = { message: e.message, qos: e.qos, retain: e.retain, subscriptionIds: e.subscriptionIds, share: e.share, seq: e.seq }
-      if (e.packetId !== undefined && !this.#inflight.has(e.packetId)) {
-        this.#inflight.set(e.packetId, { ...item, state: e.state ?? 'publish' })
-      } else {
-        this.#queue.push(item)
-        this.#queuedBytes += e.message.payload.length
-      }
+    this.#queue.absorb(entries, (e) => {
       if (e.seq >= this.#nextSeq) this.#nextSeq = e.seq + 1
-    }
+      if (e.packetId === undefined || this.#inflight.has(e.packetId)) return false
+      const { message, qos, retain, subscriptionIds, share, seq } = e
+      this.#inflight.set(e.packetId, { message, qos, retain, subscriptionIds, share, seq, state: e.state ?? 'publish' })
+      return true
+    })
   }
 
   /** How fit this session is to take one more message now (for shared subscriptions). */
   fitness(): 0 | 1 | 2 {
     const outlet = this.#outlet
     if (outlet === undefined) return this.clean ? 0 : 1
-    return this.#queue.length === 0 && this.#spilled === 0 && this.#inflight.size < this.#window(outlet) ? 2 : 1
+    return this.#queue.count === 0 && this.#inflight.size < this.#window(outlet) ? 2 : 1
   }
 
   /**
@@ -291,24 +270,14 @@ export class Session {
         this.#forget(f)
       }
     }
-    if (!this.#hasQueuedShared()) return
-    const keep: Queued[] = []
-    for (const q of this.#queue) {
-      if (q.share === undefined || !route(q)) keep.push(q)
-      else this.#forget(q)
-    }
-    this.#queue.clear()
-    this.#queuedBytes = 0
-    for (const q of keep) {
-      this.#queue.push(q)
-      this.#queuedBytes += q.message.payload.length
-    }
+    if (!this.#queue.some((q) => q.share !== undefined)) return
+    this.#queue.filter((q) => {
+      if (q.share === undefined || !route(q)) return true
+      this.#forget(q)
+      return false
+    })
   }
 
-  #hasQueuedShared(): boolean {
-    for (const q of this.#queue) if (q.share !== undefined) return true
-    return false
-  }
 
   /** Our own cap and the client's Receive Maximum, whichever is lower [MQTT-3.3.4-9]. */
   #window(outlet: Outlet): number {
@@ -344,7 +313,7 @@ export class Session {
   }
 
   #backedUp(): boolean {
-    if (this.#queue.length + this.#spilled < this.#highWater) return false
+    if (this.#queue.count < this.#highWater) return false
     const now = Date.now()
     this.#highSince ??= now
     this.checkStall(now)
@@ -440,9 +409,6 @@ export class Session {
   clear(): void {
     this.#inflight.clear()
     this.#queue.clear()
-    this.#queuedBytes = 0
-    this.#spilled = 0
-    this.#spilledBytes = 0
     this.incomingQos2.clear()
     this.incomingAt.clear()
     this.subscriptions.clear()
@@ -452,15 +418,13 @@ export class Session {
   /** True when one more message of `size` bytes does not fit under `max_queued_messages` / `max_queued_bytes`. */
   #isFull(size: number): boolean {
     const { maxQueuedMessages, maxQueuedBytes } = this.#limits
-    const count = this.#queue.length + this.#spilled
-    return (maxQueuedMessages > 0 && count >= maxQueuedMessages) || (maxQueuedBytes > 0 && this.#queuedBytes + this.#spilledBytes + size > maxQueuedBytes)
+    return (maxQueuedMessages > 0 && this.#queue.count >= maxQueuedMessages) || (maxQueuedBytes > 0 && this.#queue.bytes + size > maxQueuedBytes)
   }
 
   /** Drops the oldest queued message (not one in flight) to make room: `store.max_bytes` under drop_oldest. */
   dropOldest(): boolean {
     const oldest = this.#queue.shift()
     if (oldest === undefined) return false
-    this.#queuedBytes -= oldest.message.payload.length
     this.#forget(oldest)
     this.#events.dropped(this, 'queue-full', false)
     return true
@@ -482,33 +446,25 @@ export class Session {
         this.#forget(item)
         return
       }
-      this.#queuedBytes -= oldest.message.payload.length
       this.#forget(oldest)
     }
-    if (item.seq !== undefined && (this.#spilled > 0 || this.#queue.length >= PAGE)) {
-      // In the store already (deliver() comes after the write): memory keeps only the first page.
-      this.#spilled++
-      this.#spilledBytes += size
-      return
-    }
-    if (item.seq !== undefined) this.#frontier = item.seq
     this.#queue.push(item)
-    this.#queuedBytes += size
   }
 
   /** Reads the next page from the store when memory runs low and the store holds more. */
   #refill(): void {
-    if (this.#loading || this.#spilled === 0 || this.#queue.length >= PAGE / 2) return
-    this.#loading = true
-    this.#journal.read(this.clientId, this.#frontier, PAGE).then(
+    const queue = this.#queue
+    if (!queue.wantsPage) return
+    queue.loading = true
+    this.#journal.read(this.clientId, queue.frontier, PAGE).then(
       (entries) => {
-        this.#loading = false
+        queue.loading = false
         this.#load(entries)
         this.#pump()
       },
       () => {
         // The store could not be read: try again on the next acknowledgement or delivery.
-        this.#loading = false
+        queue.loading = false
       },
     )
   }
@@ -516,21 +472,19 @@ export class Session {
   #pump(): void {
     const outlet = this.#outlet
     if (outlet === undefined || this.#barrier !== undefined) return
-    while (this.#queue.length > 0) {
-      const head = this.#queue.peek() as Queued
+    for (let head = this.#queue.peek(); head !== undefined; head = this.#queue.peek()) {
       if (head.qos > 0 && this.#inflight.size >= this.#window(outlet)) break
       this.#queue.shift()
-      this.#queuedBytes -= head.message.payload.length
       if (head.qos === 0) this.#sendQos0(outlet, head)
       else this.#send(outlet, head)
       if (this.#barrier !== undefined) break
     }
-    if (this.#full && this.#queue.length * 2 <= this.#limits.maxQueuedMessages) {
+    if (this.#full && this.#queue.count * 2 <= this.#limits.maxQueuedMessages) {
       this.#full = false
       this.#events.queueRoom(this)
     }
     this.#refill()
-    if (this.#queue.length + this.#spilled <= this.#highWater / 2) {
+    if (this.#queue.count <= this.#highWater / 2) {
       this.#highSince = undefined
       this.#stalled = false
       this.#releaseHeld()
