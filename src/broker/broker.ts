@@ -16,7 +16,7 @@ import { SysPublisher } from './sys.js'
 import { parseSharedFilter } from './topics.js'
 import type { Message, MqttStream, StreamMeta } from './types.js'
 import { PublishEncoder5 } from './v5/publish-encoder.js'
-import { PendingWills, willMessage, type Will } from './wills.js'
+import { WillKeeper, type Will } from './wills.js'
 
 /** The part of the configuration the broker core reads. */
 export type BrokerConfig = Pick<
@@ -131,7 +131,12 @@ export class Broker {
   readonly #connections = new Set<Connection>()
   readonly #internal = new Set<string>()
   readonly #tree = new SubscriptionTree()
-  readonly #wills = new PendingWills()
+  readonly #wills = new WillKeeper({
+    publish: (message, ops) => this.publish(message, undefined, ops),
+    write: (ops) => this.store.write(ops),
+    record: (op) => this.#record(op),
+    logError: (err, clientId) => this.log.error({ err, clientId }, 'failed to publish a will'),
+  })
   readonly #sessionEvents: SessionEvents
   readonly #journal: SessionJournal = {
     record: (op) => this.#record(op),
@@ -196,12 +201,7 @@ export class Broker {
       session?.incomingQos2.set(packetId, message)
       session?.incomingAt.set(packetId, now)
     }
-    for (const w of await store.listWills()) {
-      // publishAt 0: its client was connected when the process stopped, which ends the connection
-      // as a network failure would [MQTT-3.1.2-8]; the delay runs from now.
-      const will: Will = { message: w.message, delay: w.delay, expiryInterval: w.expiryInterval }
-      this.#wills.schedule(w.clientId, will, w.publishAt === 0 ? now + w.delay * 1000 : w.publishAt)
-    }
+    this.#wills.restore(await store.listWills(), now)
     this.#sweep = setInterval(() => this.#sweepTimers(), SWEEP_MS)
     this.#sweep.unref()
     this.#sys.start(this.config.sysInterval)
@@ -254,7 +254,7 @@ export class Broker {
 
   /** Wills waiting for their Will Delay Interval. */
   get pendingWillCount(): number {
-    return this.#wills.size
+    return this.#wills.pendingCount
   }
 
   /**
@@ -414,10 +414,7 @@ export class Broker {
       this.#discard(session)
       session = undefined
     }
-    const pending = this.#wills.take(clientId)
-    // A new session means the old one ended, and a will waiting on it goes out now.
-    if (pending !== undefined && session === undefined) this.#publishWill(clientId, pending)
-    else if (pending !== undefined) this.#record({ op: 'del-will', clientId })
+    this.#wills.resumed(clientId, session !== undefined)
     const present = session !== undefined
     if (session === undefined) {
       session = this.#newSession(clientId, expiryInterval === 0)
@@ -483,8 +480,8 @@ export class Broker {
     // The will goes out after the connection is gone [MQTT-3.1.2-8]; never after DISCONNECT [MQTT-3.1.2-10].
     const will = conn.will
     conn.will = undefined
-    if (publishWill && will !== undefined) this.#startWill(session, will)
-    else if (conn.willStored) this.#record({ op: 'del-will', clientId: session.clientId })
+    if (publishWill && will !== undefined) this.#wills.start(session.clientId, will, session.clean)
+    else if (conn.willStored) this.#wills.drop(session.clientId)
     if (session.online) return
     if (session.clean) {
       this.#discard(session)
@@ -511,22 +508,7 @@ export class Broker {
    */
   armWill(conn: Connection, will: Will): Promise<void> {
     conn.willStored = true
-    return this.store.write([{ op: 'put-will', record: { clientId: conn.clientId, message: will.message, delay: will.delay, expiryInterval: will.expiryInterval, publishAt: 0 } }])
-  }
-
-  /** Publishes a will now, or after its delay if the session outlives the connection [MQTT-3.1.3-9]. */
-  #startWill(session: Session, will: Will): void {
-    if (will.delay === 0 || session.clean) {
-      this.#publishWill(session.clientId, will)
-      return
-    }
-    const publishAt = Date.now() + will.delay * 1000
-    this.#wills.schedule(session.clientId, will, publishAt)
-    this.#record({ op: 'put-will', record: { clientId: session.clientId, message: will.message, delay: will.delay, expiryInterval: will.expiryInterval, publishAt } })
-  }
-
-  #publishWill(clientId: string, will: Will, now = Date.now()): void {
-    this.publish(willMessage(will, now), undefined, [{ op: 'del-will', clientId }]).catch((err: unknown) => this.log.error({ err, clientId }, 'failed to publish a will'))
+    return this.#wills.arm(conn.clientId, will)
   }
 
   #redistributeShared(session: Session): void {
@@ -584,8 +566,7 @@ export class Broker {
     for (const filter of session.subscriptions.keys()) this.#tree.remove(session.clientId, filter)
     session.clear()
     this.#sessions.delete(session.clientId)
-    const will = this.#wills.take(session.clientId)
-    if (will !== undefined) this.#publishWill(session.clientId, will)
+    this.#wills.sessionEnded(session.clientId)
     // Also for a session that was persistent once (a DISCONNECT may have set its expiry to 0).
     if (!this.#internal.has(session.clientId)) this.#record({ op: 'del-session', clientId: session.clientId })
   }
@@ -633,7 +614,7 @@ export class Broker {
         conn.close('keepalive timeout', true, ReasonCode.KeepAliveTimeout)
       }
     }
-    for (const [clientId, will] of this.#wills.takeDue(now)) this.#publishWill(clientId, will, now)
+    this.#wills.sweep(now)
     const relTimeout = this.config.awaitRelTimeout * 1000
     for (const session of this.#sessions.values()) {
       session.checkStall(now)
