@@ -16,5 +16,18 @@ if (files.length === 0) {
   console.error('no test files found under', root)
   process.exit(1)
 }
+// firmware-bridge/ (the C side of the serial link) has its own host tests, against the same
+// golden vectors as src/serial/; they need make and a C compiler, which .ci/run installs.
+for (const tool of ['make', 'cc']) {
+  if (spawnSync(tool, ['--version'], { stdio: 'ignore' }).error) {
+    console.error(`npm test needs \`${tool}\` for the firmware-bridge C tests (Debian: apt-get install build-essential)`)
+    process.exit(1)
+  }
+}
+const fw = spawnSync('make', ['-C', join(import.meta.dirname, '..', 'firmware-bridge'), 'test'], { stdio: 'inherit' })
+if (fw.status !== 0) {
+  console.error('firmware-bridge: make test failed')
+  process.exit(fw.status || 1)
+}
 const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', ...files], { stdio: 'inherit' })
 process.exit(r.status ?? 1)
