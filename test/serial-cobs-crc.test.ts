@@ -2,18 +2,8 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { cobsDecode, cobsEncode, cobsMaxEncodedLength } from '../src/serial/codecs/cobs.js'
 import { crc16 } from '../src/serial/codecs/crc16.js'
+import { seededRandom as prng } from './helpers/prng.js'
 
-/** Seeded PRNG (mulberry32) so random inputs are the same on every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /** Bit-at-a-time CRC-16/CCITT-FALSE straight from the definition, to check the table version. */
 function crcReference(data: Uint8Array): number {

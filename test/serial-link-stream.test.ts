@@ -4,18 +4,8 @@ import { Readable } from 'node:stream'
 import { test } from 'node:test'
 import { OutpostLinkDecoder, OutpostLinkStream, type LinkEvent } from '../src/serial/codecs/outpost-link-decoder.js'
 import { encodeFrame, MAX_BODY, MAX_FRAME, type Frame, type LinkError } from '../src/serial/codecs/outpost-link.js'
+import { seededRandom as prng } from './helpers/prng.js'
 
-/** Seeded PRNG (mulberry32) so random inputs are the same on every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const randomBytes = (rand: () => number, n: number, zeros = true): Buffer =>
   Buffer.from(Array.from({ length: n }, () => (zeros ? Math.floor(rand() * 256) : 1 + Math.floor(rand() * 255))))

@@ -12,6 +12,7 @@ import { PublishEncoder5, type Delivery5 } from '../src/broker/v5/publish-encode
 import { ByteReader } from '../src/broker/v5/reader.js'
 import { InboundAliases, OutboundAliases } from '../src/broker/v5/topic-aliases.js'
 import { B, outcome } from './helpers/v5-bytes.js'
+import { seededRandom } from './helpers/prng.js'
 
 function parse5(buf: Buffer): Packet {
   const p = parser({ protocolVersion: 5 })
@@ -117,20 +118,10 @@ test('PublishEncoder5: size() is the encoded length across every remaining-lengt
   }
 })
 
-/** Mulberry32: a small seeded generator, so a failing random case can be replayed. */
-function rng(seed: number): (n: number) => number {
-  let a = seed >>> 0
-  return (n) => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4_294_967_296) * n)
-  }
-}
 
 test('PublishEncoder5: random messages decode with mqtt-packet and size() matches, seeded', () => {
-  const r = rng(0x5eed)
+  const random = seededRandom(0x5eed)
+  const r = (n: number): number => Math.floor(random() * n)
   const chars = ['a', 'b', '/', ' ', 'é', '€', '😀', 'Z', '-']
   const str = (max: number, min = 0): string => Array.from({ length: min + r(max - min + 1) }, () => chars[r(chars.length)]).join('')
   const varint = (): number => [1, 127, 128, 16_383, 16_384, 2_097_151, 2_097_152, 268_435_455, 1 + r(268_435_455)][r(9)] as number
@@ -196,7 +187,8 @@ test('OutboundAliases: up to the client maximum, least recently used alias reuse
 
   // Random traffic against a model of the client: an alias sent without a topic must be the
   // mapping the client last learned, and never above the maximum.
-  const r = rng(7)
+  const random7 = seededRandom(7)
+  const r = (n: number): number => Math.floor(random7() * n)
   for (const max of [1, 3, 10]) {
     const out = new OutboundAliases(max)
     const client = new Map<number, string>()

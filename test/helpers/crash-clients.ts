@@ -26,20 +26,7 @@ export interface Address {
   readonly port: number
 }
 
-/**
- * mulberry32: a small seeded PRNG, so every random choice of a crash round (kill point, window,
- * ack pace) follows from one reported seed.
- */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
+export { seededRandom } from './prng.js'
 
 /** An integer in [lo, hi] from `rand`. */
 export function between(rand: () => number, lo: number, hi: number): number {
