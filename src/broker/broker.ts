@@ -293,39 +293,30 @@ export class Broker {
       if (target !== undefined) deliveries.push([target[0], this.#prepare(target[0], target[1], ops)])
     }
     const matched = direct.size > 0 || shared.length > 0
-    if (rejected) {
-      const result = { matched, rejected }
-      if (ops.length === 0) {
-        this.#hand(deliveries, publisher)
-        return Promise.resolve(result)
-      }
-      return this.store.write(ops).then(() => {
-        this.#hand(deliveries, publisher)
-        return result
-      })
-    }
+    // Settled promises made once: the QoS 0 path allocates nothing for its result.
+    const result = rejected ? Promise.resolve({ matched, rejected }) : matched ? MATCHED : UNMATCHED
     if (ops.length === 0) {
       this.#hand(deliveries, publisher)
-      return matched ? MATCHED : UNMATCHED
+      return result
     }
     // Bytes on their way to the store count against store.max_bytes until the write lands.
     const unwritten = (ops.length - opsBefore) * message.payload.length
     this.#unwrittenBytes += unwritten
     const written = this.store.write(ops)
-    written.then(
-      () => (this.#unwrittenBytes -= unwritten),
-      () => (this.#unwrittenBytes -= unwritten),
-    )
+    const landed = (): void => {
+      this.#unwrittenBytes -= unwritten
+    }
+    written.then(landed, landed)
     if (message.qos === 0) {
       // Nobody waits for a QoS 0 message: hand it on now; what it stored (a retained message, a
       // queue_qos0_messages entry) is written with the next batch.
       written.catch((err: unknown) => this.log.error({ err, topic: message.topic }, 'failed to store a QoS 0 message'))
       this.#hand(deliveries, publisher)
-      return matched ? MATCHED : UNMATCHED
+      return result
     }
     return written.then(() => {
       this.#hand(deliveries, publisher)
-      return { matched }
+      return result
     })
   }
 
