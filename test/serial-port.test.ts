@@ -12,6 +12,7 @@ import { test, type TestContext } from 'node:test'
 import { pino } from 'pino'
 import { SerialPort } from 'serialport'
 import { SerialLink, type LinkState } from '../src/serial/port.js'
+import { listCandidates, resolvePort } from '../src/serial/resolve.js'
 
 interface PtyPair {
   readonly a: string
@@ -122,4 +123,21 @@ test('SerialLink: a port missing at start is waited for, an unplug and replug is
   peer.write('after replug\n')
   await got
   assert.deepEqual(states.filter((s, i) => s !== states[i - 1]), ['waiting', 'open', 'waiting', 'open'])
+})
+
+test('SerialLink: a port named by a by-id glob is found once it appears', async (t) => {
+  const dir = tempDir(t)
+  const link = new SerialLink(
+    { path: 'by-id:tty*A', baudRate: 115200, minRetryMs: 50, maxRetryMs: 400, resolvePath: async () => resolvePort({ byId: 'tty*A' }, await listCandidates(dir)) },
+    pino({ level: 'silent' }),
+  )
+  t.after(() => link.close())
+  link.start()
+  await waitState(link, 'waiting')
+  const pair = await ptyPair(t, dir)
+  await waitState(link, 'open')
+  const peer = await openPeer(t, pair.b)
+  const got = received(link, 'found by name\n')
+  peer.write('found by name\n')
+  await got
 })

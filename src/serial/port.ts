@@ -3,7 +3,13 @@ import type { Logger } from 'pino'
 import { SerialPort } from 'serialport'
 
 export interface SerialLinkOptions {
+  /** The port to open; or see `resolvePath`. */
   readonly path: string
+  /**
+   * Finds the path before each attempt (a by-id name or USB ids, see resolve.ts); undefined
+   * means nothing matching is plugged in, and the link waits.
+   */
+  readonly resolvePath?: () => Promise<string | undefined>
   readonly baudRate: number
   readonly dataBits?: 5 | 6 | 7 | 8
   readonly parity?: 'none' | 'even' | 'odd'
@@ -64,9 +70,25 @@ export class SerialLink extends EventEmitter<{ data: [Buffer]; state: [LinkState
 
   #open(): void {
     if (this.#closed) return
+    const resolve = this.#options.resolvePath
+    if (resolve === undefined) {
+      this.#openAt(this.#options.path)
+      return
+    }
+    resolve().then(
+      (path) => {
+        if (path !== undefined) this.#openAt(path)
+        else this.#retry('waiting', 'no plugged-in port matches')
+      },
+      (err: unknown) => this.#retry('failed', `could not list ports: ${String(err)}`),
+    )
+  }
+
+  #openAt(path: string): void {
+    if (this.#closed) return
     const o = this.#options
     const port = new SerialPort({
-      path: o.path,
+      path,
       baudRate: o.baudRate,
       dataBits: o.dataBits ?? 8,
       parity: o.parity ?? 'none',
@@ -96,7 +118,12 @@ export class SerialLink extends EventEmitter<{ data: [Buffer]; state: [LinkState
     if (port.isOpen) port.close(() => undefined)
     // Missing devices are expected (waiting); anything else (permissions, busy) is a failure.
     const missing = /ENOENT|No such file|cannot open|Input\/output|EIO|closed/i.test(reason)
-    this.#setState({ state: missing ? 'waiting' : 'failed', reason })
+    this.#retry(missing ? 'waiting' : 'failed', reason)
+  }
+
+  #retry(state: 'waiting' | 'failed', reason: string): void {
+    if (this.#closed) return
+    this.#setState({ state, reason })
     const delay = this.#retryMs
     this.#retryMs = Math.min(this.#retryMs * 2, this.#options.maxRetryMs ?? 5000)
     this.#timer = setTimeout(() => this.#open(), delay)
