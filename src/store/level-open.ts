@@ -79,8 +79,8 @@ function openError(dir: string, location: string, err: unknown): Error {
 async function checkFormat(db: Db, location: string): Promise<void> {
   const raw = await db.get(FORMAT_KEY)
   if (raw === undefined) {
-    const any = await db.keys({ limit: 1 }).all()
-    if (any.length === 0) {
+    const firstKey = await db.keys({ limit: 1 }).all()
+    if (firstKey.length === 0) {
       await db.put(FORMAT_KEY, Buffer.from(String(FORMAT)), { sync: true })
       return
     }
