@@ -5,7 +5,7 @@ import { Writable } from 'node:stream'
 import { Broker } from '../src/broker/broker.js'
 import { defaultConfig } from '../src/config/defaults.js'
 import { duplexPair } from './helpers/duplex-pair.js'
-import { memoryBroker } from './helpers/broker.js'
+import { memoryBroker, pipeClient } from './helpers/broker.js'
 import { RawClient } from './helpers/raw-client.js'
 
 for (const transport of ['memory', 'tcp'] as const) {
@@ -36,10 +36,7 @@ for (const transport of ['memory', 'tcp'] as const) {
 
     test('queue_qos0_messages queues QoS 0 for offline persistent sessions', async (t) => {
       const { client } = await memoryBroker(t, { queueQos0Messages: true }, undefined, transport)
-      const a = client()
-      await a.connect({ clientId: 'dev', clean: false })
-      await a.subscribe('x', 0)
-      await a.disconnect()
+      await client().parkSubscription('dev', 'x', 0)
       const pub = client()
       await pub.connect({ clientId: 'pub' })
       pub.send({ cmd: 'publish', topic: 'x', payload: Buffer.from('kept'), qos: 0, retain: false, dup: false })
@@ -82,10 +79,7 @@ for (const transport of ['memory', 'tcp'] as const) {
 
     test('clean session discards the previous session [MQTT-3.2.2-1] [MQTT-3.1.2-6]', async (t) => {
       const { client, broker } = await memoryBroker(t, {}, undefined, transport)
-      const a = client()
-      await a.connect({ clientId: 'dev', clean: false })
-      await a.subscribe('x', 1)
-      await a.disconnect()
+      await client().parkSubscription('dev', 'x', 1)
       assert.equal(broker.disconnectedCount, 1)
       const b = client()
       assert.equal((await b.connect({ clientId: 'dev', clean: true })).sessionPresent, false)
@@ -101,8 +95,7 @@ for (const transport of ['memory', 'tcp'] as const) {
       await sub.subscribe('w', 1)
       const pub = client()
       await pub.connect({ clientId: 'pub' })
-      for (let i = 0; i < 5; i++) pub.send({ cmd: 'publish', topic: 'w', payload: Buffer.from(String(i)), qos: 1, messageId: i + 1, retain: false, dup: false })
-      for (let i = 0; i < 5; i++) await pub.next()
+      await pub.publishQos1('w', ['0', '1', '2', '3', '4'])
       const first = [(await sub.nextPublish()), (await sub.nextPublish())]
       assert.equal(await sub.quiet(100), true, 'window of 2 is full')
       sub.send({ cmd: 'puback', messageId: first[0]?.messageId as number })
@@ -124,21 +117,11 @@ for (const transport of ['memory', 'tcp'] as const) {
         const broker = new Broker({ config, log: pino({ level: 'info' }, sink) })
         await broker.start()
         t.after(() => broker.close())
-        const connect = (): RawClient => {
-          const [a, b] = duplexPair()
-          broker.handle(b)
-          const c = new RawClient(a)
-          t.after(() => c.end())
-          return c
-        }
-        const dev = connect()
-        await dev.connect({ clientId: 'dev', clean: false })
-        await dev.subscribe('q', 1)
-        await dev.disconnect()
+        const connect = (): RawClient => pipeClient(t, broker)
+        await connect().parkSubscription('dev', 'q', 1)
         const pub = connect()
         await pub.connect({ clientId: 'pub' })
-        for (let i = 0; i < 10; i++) pub.send({ cmd: 'publish', topic: 'q', payload: Buffer.from(String(i)), qos: 1, messageId: i + 1, retain: false, dup: false })
-        for (let i = 0; i < 10; i++) await pub.next()
+        await pub.publishQos1('q', Array.from({ length: 10 }, (_, i) => String(i)))
         assert.equal(broker.stats.publishDropped, 7)
         assert.equal(lines.filter((l) => l.includes('queue full')).length, 1)
         const back = connect()
@@ -159,23 +142,16 @@ for (const transport of ['memory', 'tcp'] as const) {
 
     test('max_queued_bytes caps the queue by payload size', async (t) => {
       const { client, broker } = await memoryBroker(t, { maxQueuedMessages: 0, maxQueuedBytes: 25 }, undefined, transport)
-      const dev = client()
-      await dev.connect({ clientId: 'dev', clean: false })
-      await dev.subscribe('q', 1)
-      await dev.disconnect()
+      await client().parkSubscription('dev', 'q', 1)
       const pub = client()
       await pub.connect({ clientId: 'pub' })
-      for (let i = 0; i < 5; i++) pub.send({ cmd: 'publish', topic: 'q', payload: Buffer.alloc(10), qos: 1, messageId: i + 1, retain: false, dup: false })
-      for (let i = 0; i < 5; i++) await pub.next()
+      await pub.publishQos1('q', Array.from({ length: 5 }, () => Buffer.alloc(10)))
       assert.equal(broker.stats.publishDropped, 3)
     })
 
     test('persistent_client_expiration removes offline sessions after their time', async (t) => {
       const { client, broker } = await memoryBroker(t, { persistentClientExpiration: 1 }, undefined, transport)
-      const a = client()
-      await a.connect({ clientId: 'dev', clean: false })
-      await a.subscribe('x', 1)
-      await a.disconnect()
+      await client().parkSubscription('dev', 'x', 1)
       assert.equal(broker.sessionCount, 1)
       await new Promise((r) => setTimeout(r, 1700))
       assert.equal(broker.sessionCount, 0)

@@ -10,8 +10,8 @@ import { Broker } from '../src/broker/broker.js'
 import { PAGE } from '../src/broker/outbound-queue.js'
 import { defaultConfig } from '../src/config/defaults.js'
 import { MemoryStore } from '../src/store/memory.js'
-import { duplexPair } from './helpers/duplex-pair.js'
-import { RawClient } from './helpers/raw-client.js'
+import { pipeClient } from './helpers/broker.js'
+import type { RawClient } from './helpers/raw-client.js'
 
 const N = PAGE * 8 + 17
 
@@ -20,16 +20,7 @@ async function startBroker(t: import('node:test').TestContext, store: MemoryStor
   const broker = new Broker({ config, log: pino({ level: 'silent' }), store })
   await broker.start()
   t.after(() => broker.close())
-  return {
-    broker,
-    connect(): RawClient {
-      const [a, b] = duplexPair()
-      broker.handle(b)
-      const c = new RawClient(a)
-      t.after(() => c.end())
-      return c
-    },
-  }
+  return { broker, connect: () => pipeClient(t, broker) }
 }
 
 async function drain(c: RawClient, n: number): Promise<string[]> {
@@ -45,14 +36,10 @@ async function drain(c: RawClient, n: number): Promise<string[]> {
 test(`a backlog of ${N} QoS 1 messages (${Math.ceil(N / PAGE)} pages) arrives complete and in order [MQTT-4.6.0-6]`, async (t) => {
   const store = new MemoryStore()
   const { broker, connect } = await startBroker(t, store)
-  const dev = connect()
-  await dev.connect({ clientId: 'dev', clean: false })
-  await dev.subscribe('q', 1)
-  await dev.disconnect()
+  await connect().parkSubscription('dev', 'q', 1)
   const pub = connect()
   await pub.connect({ clientId: 'pub' })
-  for (let i = 0; i < N; i++) pub.send({ cmd: 'publish', topic: 'q', payload: Buffer.from(String(i)), qos: 1, messageId: (i % 65535) + 1, retain: false, dup: false })
-  for (let i = 0; i < N; i++) await pub.next()
+  await pub.publishQos1('q', Array.from({ length: N }, (_, i) => String(i)))
   assert.equal((await store.queueInfo('dev')).count, N)
   assert.equal(broker.stats.publishDropped, 0)
 
@@ -69,14 +56,10 @@ test(`a backlog of ${N} QoS 1 messages (${Math.ceil(N / PAGE)} pages) arrives co
 test('a stored backlog is restored a page at a time after a restart, in order, with nothing lost', async (t) => {
   const store = new MemoryStore()
   const first = await startBroker(t, store)
-  const dev = first.connect()
-  await dev.connect({ clientId: 'dev', clean: false })
-  await dev.subscribe('q', 1)
-  await dev.disconnect()
+  await first.connect().parkSubscription('dev', 'q', 1)
   const pub = first.connect()
   await pub.connect({ clientId: 'pub' })
-  for (let i = 0; i < N; i++) pub.send({ cmd: 'publish', topic: 'q', payload: Buffer.from(String(i)), qos: 1, messageId: (i % 65535) + 1, retain: false, dup: false })
-  for (let i = 0; i < N; i++) await pub.next()
+  await pub.publishQos1('q', Array.from({ length: N }, (_, i) => String(i)))
   // The broker is replaced; the store (standing in for the disk) stays.
   await first.broker.close()
   const second = await startBroker(t, store)

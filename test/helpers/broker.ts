@@ -54,16 +54,16 @@ export async function memoryBroker(
     t.after(() => new Promise<void>((resolve) => server.close(() => resolve())))
     return { broker, port, client: (protocolVersion = 4) => tcpClient(t, port, protocolVersion) }
   }
-  return {
-    broker,
-    client(protocolVersion: 3 | 4 | 5 = 4): RawClient {
-      const [ours, theirs] = duplexPair()
-      broker.handle(theirs, { remoteAddress: 'memory' })
-      const c = new RawClient(ours, protocolVersion)
-      t.after(() => c.end())
-      return c
-    },
-  }
+  return { broker, client: (protocolVersion = 4) => pipeClient(t, broker, protocolVersion) }
+}
+
+/** A raw client of `broker` over an in-memory stream pair, ended after the test. */
+export function pipeClient(t: TestContext, broker: Broker, protocolVersion: 3 | 4 | 5 = 4): RawClient {
+  const [ours, theirs] = duplexPair()
+  broker.handle(theirs, { remoteAddress: 'memory' })
+  const c = new RawClient(ours, protocolVersion)
+  t.after(() => c.end())
+  return c
 }
 
 /** A full gateway on a real TCP port 0. */

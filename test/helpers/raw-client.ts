@@ -106,6 +106,25 @@ export class RawClient {
     return ack.granted[0] as number
   }
 
+  /** A persistent session (clean session false) subscribed to `filter`, its client gone: what offline-queue tests start from. */
+  async parkSubscription(clientId: string, filter: string, qos: 0 | 1 | 2): Promise<void> {
+    await this.connect({ clientId, clean: false })
+    await this.subscribe(filter, qos)
+    await this.disconnect()
+  }
+
+  /**
+   * Publishes one QoS 1 message per payload to `topic` back to back (packet ids 1.., wrapping),
+   * then waits for as many acknowledgements.
+   */
+  async publishQos1(topic: string, payloads: readonly (string | Buffer)[]): Promise<void> {
+    payloads.forEach((p, i) => {
+      const payload = typeof p === 'string' ? Buffer.from(p) : p
+      this.send({ cmd: 'publish', topic, payload, qos: 1, messageId: (i % 65535) + 1, retain: false, dup: false })
+    })
+    for (let i = 0; i < payloads.length; i++) await this.next()
+  }
+
   /** The next packet, which must be a PUBLISH. */
   async nextPublish(ms?: number): Promise<IPublishPacket> {
     const p = await this.next(ms)
