@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer'
 import type { Connection } from '../connection.js'
 import { ProtocolError, ReasonCode } from '../protocol-error.js'
 import { isValidTopicName } from '../topics.js'
@@ -5,8 +6,6 @@ import type { Message } from '../types.js'
 import type { Publish5 } from '../v5/decode.js'
 import { messageProperties } from './connect.js'
 import { assertPacketId } from './wire.js'
-
-const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
 
 /**
  * PUBLISH from a client: validate, then route (QoS 0/1) or hold until PUBREL (QoS 2), and
@@ -142,13 +141,4 @@ function refusalOf(conn: Connection, topic: string, payload: Buffer, payloadForm
     return { code: ReasonCode.PayloadFormatInvalid, reason: 'payload is marked UTF-8 but is not valid UTF-8' }
   }
   return undefined
-}
-
-function isUtf8(b: Buffer): boolean {
-  try {
-    utf8.decode(b)
-    return true
-  } catch {
-    return false
-  }
 }
