@@ -241,7 +241,6 @@ export class Session {
   /** Takes a page read from the store into memory: entries that had been sent go in flight. */
   #load(entries: readonly QueueEntry[]): void {
     this.#queue.absorb(entries, (e) => {
-      if (e.seq >= this.#nextSeq) this.#nextSeq = e.seq + 1
       if (e.packetId === undefined || this.#inflight.has(e.packetId)) return false
       const { message, qos, retain, subscriptionIds, share, seq } = e
       this.#inflight.set(e.packetId, { message, qos, retain, subscriptionIds, share, seq, state: e.state ?? 'publish' })
