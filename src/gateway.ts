@@ -5,6 +5,7 @@ import { Broker } from './broker/broker.js'
 import type { OutpostConfig } from './config/types.js'
 import { OutpostError } from './errors.js'
 import { TcpListener } from './listeners/tcp.js'
+import { SerialBridge } from './serial/bridge.js'
 import { LevelStore, moveStoreAside } from './store/level.js'
 import { storeLocation } from './store/level-open.js'
 import type { Store } from './store/types.js'
@@ -15,9 +16,11 @@ export interface GatewayOptions {
   readonly moveAsideStore?: boolean
 }
 
-/** A running Outpost: the broker, its store and its listeners. */
+/** A running Outpost: the broker, its store, its listeners and its serial ports. */
 export interface Gateway {
   readonly broker: Broker
+  /** Undefined when the config has no `serial:` ports. */
+  readonly serial: SerialBridge | undefined
   addresses(): AddressInfo[]
   /** Stops accepting, closes every client, flushes the store. Safe to call twice. */
   close(reason?: string): Promise<void>
@@ -39,8 +42,14 @@ export async function startGateway(config: OutpostConfig, log: Logger, options: 
   const broker = new Broker({ config, log: log.child({ component: 'broker' }), store, version: readVersion() })
   const listeners: TcpListener[] = []
   const addresses: AddressInfo[] = []
+  let serial: SerialBridge | undefined
   try {
     await broker.start()
+    // Ports that are missing or failing do not stop the start: they wait and retry on their own.
+    if (config.serial.length > 0) {
+      serial = new SerialBridge(broker, config.serial, log.child({ component: 'serial' }))
+      await serial.start()
+    }
     for (const lc of config.listeners) {
       const listener = new TcpListener(broker, lc, log.child({ component: 'listener' }))
       listeners.push(listener)
@@ -48,6 +57,7 @@ export async function startGateway(config: OutpostConfig, log: Logger, options: 
     }
   } catch (err) {
     await Promise.all(listeners.map((l) => l.close()))
+    await serial?.close()
     await broker.close()
     await store.close()
     throw err
@@ -56,10 +66,13 @@ export async function startGateway(config: OutpostConfig, log: Logger, options: 
   let closing: Promise<void> | undefined
   return {
     broker,
+    serial,
     addresses: () => [...addresses],
     close(reason?: string): Promise<void> {
       closing ??= (async () => {
         const stopped = Promise.all(listeners.map((l) => l.close()))
+        // Before the broker closes, so `offline` and `stopped` reach the store and subscribers.
+        await serial?.close()
         await broker.close(reason)
         await stopped
         await store.close()

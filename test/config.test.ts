@@ -115,6 +115,7 @@ store:
       maxAwaitingRel: 5,
       awaitRelTimeout: 60,
       store: { maxBytes: 5000000 },
+      serial: [],
     }
     assert.deepEqual(parseConfigText(text, FILE), expected)
   })

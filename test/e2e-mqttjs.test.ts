@@ -16,44 +16,13 @@ import { describe, test, type TestContext } from 'node:test'
 import { connect, connectAsync, type IClientOptions, type MqttClient } from 'mqtt'
 import { generate, parser as createParser, type IConnackPacket, type Packet, type PacketCmd, type QoS } from 'mqtt-packet'
 import { startOutpost, type OutpostProcess } from './helpers/outpost-process.js'
+import { Inbox } from './helpers/inbox.js'
 import { waitOn } from './helpers/wait.js'
 
 const WAIT_MS = 5_000
 
-/** A message as a subscriber saw it. */
-interface Received {
-  topic: string
-  payload: string
-  qos: QoS
-  retain: boolean
-  dup: boolean
-}
-
 function uniqueId(name: string): string {
   return `e2e-${name}-${randomUUID().slice(0, 8)}`
-}
-
-/** Every message an MQTT.js client receives, in order, attached before CONNECT is sent. */
-class Inbox {
-  readonly messages: Received[] = []
-  readonly #events = new EventEmitter()
-
-  constructor(client: MqttClient) {
-    client.on('message', (topic, payload, packet) => {
-      this.messages.push({ topic, payload: payload.toString(), qos: packet.qos, retain: packet.retain, dup: packet.dup })
-      this.#events.emit('message')
-    })
-  }
-
-  /** The first message (already received or still to come) that matches. */
-  waitFor(match: (m: Received) => boolean, what: string, timeoutMs = WAIT_MS): Promise<Received> {
-    return waitOn(this.#events, 'message', () => this.messages.find(match), timeoutMs, () => `${what}; got ${JSON.stringify(this.messages)}`)
-  }
-
-  /** Messages on `topic`, excluding the sentinel payload. */
-  on(topic: string, except = 'sentinel'): Received[] {
-    return this.messages.filter((m) => m.topic === topic && m.payload !== except)
-  }
 }
 
 interface Connected {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import type { IPublishPacket } from 'mqtt-packet'
 import type { Message } from '../src/broker/types.js'
-import { memoryBroker } from './helpers/broker.js'
+import { memoryBroker, tcpGateway } from './helpers/broker.js'
 import { nextOf, raw5, sub5, v5Broker } from './helpers/v5.js'
 
 test('internal clients publish and subscribe through the same core as network clients', async (t) => {
@@ -78,4 +78,17 @@ test('internal clients carry MQTT 5 properties and message expiry both ways [MQT
   await nextOf(c, 'puback')
   assert.equal(received[0]?.properties?.responseTopic, 'reply/x')
   assert.equal(received[0]?.properties?.correlationData?.toString(), '42')
+})
+
+test('a retained message routed just before a subscription, and not yet written to the LevelDB store, still reaches it [MQTT-3.3.1-6]', async (t) => {
+  const { broker } = await tcpGateway(t)
+  const got: string[] = []
+  const late = broker.createInternalClient('late', (m, _qos, retain) => {
+    if (retain) got.push(m.payload.toString())
+  })
+  t.after(() => late.close())
+  // Not awaited: the write is still on its way to disk when the subscription comes in.
+  void broker.publish({ topic: 'state/port', payload: Buffer.from('open'), qos: 0, retain: true })
+  await late.subscribe('state/#', 0)
+  assert.deepEqual(got, ['open'])
 })

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { test } from 'node:test'
+import { parseConfigText } from '../src/config/load.js'
+import { SERIAL_DEVICE_KEYS, SERIAL_FIELD_KEYS, SERIAL_KEYS, SERIAL_LINES_KEYS, SERIAL_USB_KEYS } from '../src/config/serial-validate.js'
 import { CONFIG_KEYS, LISTENER_KEYS } from '../src/config/validate.js'
 import { ERROR_CODES } from '../src/errors.js'
 
@@ -14,6 +16,26 @@ test('README documents every OUTPOST_E_* error code', () => {
 test('README documents every configuration key', () => {
   for (const key of CONFIG_KEYS) assert.ok(readme.includes(`\`${key}\``), key)
   for (const key of LISTENER_KEYS) assert.ok(readme.includes(`\`listeners[].${key}\``), key)
+})
+
+test('README documents every key of a serial entry', () => {
+  const rows = [
+    ...SERIAL_KEYS.map((k) => `serial[].${k}`),
+    ...SERIAL_USB_KEYS.map((k) => `serial[].usb.${k}`),
+    ...SERIAL_LINES_KEYS.map((k) => `serial[].lines.${k}`),
+    ...SERIAL_FIELD_KEYS.map((k) => `serial[].fields.<field>.${k}`),
+    'serial[].devices.<id>',
+  ]
+  for (const row of rows) assert.ok(readme.includes(`| \`${row}\` |`), row)
+  // A device entry takes a subset of the port's keys, documented once on the port.
+  for (const key of SERIAL_DEVICE_KEYS) assert.ok(SERIAL_KEYS.includes(key), key)
+})
+
+test("README's serial example is a valid config", () => {
+  const example = /### Serial ports[\s\S]*?```yaml\n([\s\S]*?)```/.exec(readme)?.[1]
+  assert.ok(example !== undefined, 'no yaml block under ### Serial ports')
+  const serial = parseConfigText(example, 'README.md').serial
+  assert.deepEqual(serial.map((p) => [p.name, p.framing]), [['kitchen', 'lines'], ['ttyACM0', 'outpost-link']])
 })
 
 test('README and .ci/run agree on the test command', () => {

@@ -3,49 +3,12 @@
  * and an unplug / replug (socat killed and started again on the same link names) survived.
  */
 import assert from 'node:assert/strict'
-import { spawn, type ChildProcess } from 'node:child_process'
-import { once } from 'node:events'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { test, type TestContext } from 'node:test'
+import { test } from 'node:test'
 import { pino } from 'pino'
-import { SerialPort } from 'serialport'
 import { SerialLink, type LinkState } from '../src/serial/port.js'
 import { listCandidates, resolvePort } from '../src/serial/resolve.js'
-
-interface PtyPair {
-  readonly a: string
-  readonly b: string
-  stop(): Promise<void>
-}
-
-/** A pty pair whose ends are symlinks `a` and `b` (stable names, like /dev/serial/by-id). */
-async function ptyPair(t: TestContext, dir: string): Promise<PtyPair> {
-  const a = join(dir, 'ttyA')
-  const b = join(dir, 'ttyB')
-  const child: ChildProcess = spawn('socat', [`pty,raw,echo=0,link=${a}`, `pty,raw,echo=0,link=${b}`], { stdio: 'ignore' })
-  const stop = async (): Promise<void> => {
-    if (child.exitCode !== null || child.signalCode !== null) return
-    child.kill('SIGKILL')
-    await once(child, 'exit')
-  }
-  t.after(stop)
-  const deadline = Date.now() + 3000
-  while (!(existsSync(a) && existsSync(b))) {
-    if (Date.now() > deadline) throw new Error('socat did not create the pty pair')
-    await new Promise((r) => setTimeout(r, 20))
-  }
-  return { a, b, stop }
-}
-
-async function openPeer(t: TestContext, path: string): Promise<SerialPort> {
-  const port = new SerialPort({ path, baudRate: 115200, autoOpen: false })
-  await new Promise<void>((resolve, reject) => port.open((err) => (err === null ? resolve() : reject(err))))
-  t.after(() => new Promise<void>((resolve) => (port.isOpen ? port.close(() => resolve()) : resolve())))
-  port.on('error', () => undefined)
-  return port
-}
+import { openPeer, ptyPair, serialDir } from './helpers/serial.js'
 
 function waitState(link: SerialLink, want: LinkState['state'], ms = 5000): Promise<void> {
   if (link.state.state === want) return Promise.resolve()
@@ -76,14 +39,8 @@ function received(link: SerialLink, text: string, ms = 3000): Promise<void> {
   })
 }
 
-function tempDir(t: TestContext): string {
-  const dir = mkdtempSync(join(tmpdir(), 'outpost-serial-'))
-  t.after(() => rmSync(dir, { recursive: true, force: true }))
-  return dir
-}
-
 test('SerialLink: data both ways over a pty pair', async (t) => {
-  const pair = await ptyPair(t, tempDir(t))
+  const pair = await ptyPair(t, serialDir(t))
   const link = new SerialLink({ path: pair.a, baudRate: 115200 }, pino({ level: 'silent' }))
   t.after(() => link.close())
   link.start()
@@ -101,7 +58,7 @@ test('SerialLink: data both ways over a pty pair', async (t) => {
 })
 
 test('SerialLink: a port missing at start is waited for, an unplug and replug is survived', async (t) => {
-  const dir = tempDir(t)
+  const dir = serialDir(t)
   const states: string[] = []
   const link = new SerialLink({ path: join(dir, 'ttyA'), baudRate: 115200, minRetryMs: 50, maxRetryMs: 400 }, pino({ level: 'silent' }))
   link.on('state', (s) => states.push(s.state))
@@ -126,7 +83,7 @@ test('SerialLink: a port missing at start is waited for, an unplug and replug is
 })
 
 test('SerialLink: a port named by a by-id glob is found once it appears', async (t) => {
-  const dir = tempDir(t)
+  const dir = serialDir(t)
   const link = new SerialLink(
     { path: 'by-id:tty*A', baudRate: 115200, minRetryMs: 50, maxRetryMs: 400, resolvePath: async () => resolvePort({ byId: 'tty*A' }, await listCandidates(dir)) },
     pino({ level: 'silent' }),

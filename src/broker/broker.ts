@@ -13,7 +13,7 @@ import { pickMember } from './shared.js'
 import { BrokerStats } from './stats.js'
 import { SubscriptionTree, type SharedGroup, type SubscriptionOptions } from './subscription-tree.js'
 import { SysPublisher } from './sys.js'
-import { parseSharedFilter } from './topics.js'
+import { parseSharedFilter, topicMatches } from './topics.js'
 import type { Message, MqttStream, StreamMeta } from './types.js'
 import { PublishEncoder5 } from './v5/publish-encoder.js'
 import { WillKeeper, type Will } from './wills.js'
@@ -244,6 +244,31 @@ export class Broker {
     for (const s of this.#sessions.values()) if (s.droppedCount > 0) yield [s.clientId, s.droppedCount]
   }
 
+  /** Retained messages on their way to the store, by topic: `sendRetained` waits for them. */
+  readonly #retainedWrites = new Map<string, Promise<void>>()
+
+  #retainedLanding(topic: string, written: Promise<void>): void {
+    const settled = written.then(
+      () => undefined,
+      () => undefined,
+    )
+    this.#retainedWrites.set(topic, settled)
+    void settled.then(() => {
+      if (this.#retainedWrites.get(topic) === settled) this.#retainedWrites.delete(topic)
+    })
+  }
+
+  /** Extra `$SYS/broker/...` figures (serial ports, bridges), read at every `$SYS` round. */
+  readonly #sysSources: Array<() => Record<string, string | number>> = []
+
+  get sysSources(): ReadonlyArray<() => Record<string, string | number>> {
+    return this.#sysSources
+  }
+
+  addSysSource(source: () => Record<string, string | number>): void {
+    this.#sysSources.push(source)
+  }
+
   get sessionCount(): number {
     return this.#sessions.size - this.#internal.size
   }
@@ -307,6 +332,7 @@ export class Broker {
       this.#unwrittenBytes -= unwritten
     }
     written.then(landed, landed)
+    if (message.retain && this.config.retainAvailable) this.#retainedLanding(message.topic, written)
     if (message.qos === 0) {
       // Nobody waits for a QoS 0 message: hand it on now; what it stored (a retained message, a
       // queue_qos0_messages entry) is written with the next batch.
@@ -445,6 +471,10 @@ export class Broker {
     for (const { filter, options, isNew } of subs) {
       const rh = options.retainHandling ?? 0
       if (rh === 2 || (rh === 1 && !isNew) || parseSharedFilter(filter) !== undefined) continue
+      // A retained message routed just before this subscription, whose write has not landed,
+      // would otherwise reach neither the live path nor the store lookup.
+      const landing = [...this.#retainedWrites].filter(([topic]) => topicMatches(filter, topic)).map(([, p]) => p)
+      if (landing.length > 0) await Promise.all(landing)
       const id = options.subscriptionId
       const now = Date.now()
       for (const message of await this.store.matchRetained(filter)) {

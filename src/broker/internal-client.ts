@@ -39,7 +39,8 @@ export class InternalClient implements Outlet {
     session.attach(this)
   }
 
-  publish(topic: string, payload: Buffer | string, options: InternalPublishOptions = {}): void {
+  /** Resolves once the message is routed and, at QoS 1/2, stored; never rejects (a failure is logged). */
+  publish(topic: string, payload: Buffer | string, options: InternalPublishOptions = {}): Promise<void> {
     if (this.#closed) throw new Error(`internal client ${this.clientId} is closed`)
     const message: Message = {
       topic,
@@ -51,7 +52,10 @@ export class InternalClient implements Outlet {
       expiresAt: options.expiryInterval === undefined ? undefined : Date.now() + options.expiryInterval * 1000,
     }
     this.#broker.stats.publishReceived++
-    this.#broker.publish(message).catch((err: unknown) => this.#broker.log.error({ err, clientId: this.clientId, topic }, 'internal client publish failed'))
+    return this.#broker.publish(message).then(
+      () => undefined,
+      (err: unknown) => this.#broker.log.error({ err, clientId: this.clientId, topic }, 'internal client publish failed'),
+    )
   }
 
   async subscribe(filter: string, qos: QoS = 0): Promise<void> {

@@ -122,6 +122,9 @@ export class SysPublisher {
     // `/`, `+` and `#` in a client id would split or break the topic, so they become `_`.
     for (const [clientId, dropped] of b.droppedByClient()) values[`clients/${clientId.replace(/[/+#]/g, '_')}/dropped`] = dropped
 
+    // Other parts of the gateway (serial ports, later bridges) add their own figures.
+    for (const source of b.sysSources) Object.assign(values, source())
+
     for (const [key, value] of Object.entries(values)) {
       const text = String(value)
       const topic = `$SYS/broker/${key}`

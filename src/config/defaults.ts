@@ -1,3 +1,5 @@
+import type { PortSelector } from '../serial/resolve.js'
+import type { SerialPortConfig } from './serial-types.js'
 import type { OutpostConfig } from './types.js'
 
 /** The embedded default: what `outpost` with no arguments runs. */
@@ -34,5 +36,47 @@ export function defaultConfig(): OutpostConfig {
     reasonStrings: true,
     durability: 'sync',
     store: { maxBytes: 0 },
+    serial: [],
+  }
+}
+
+/**
+ * One `serial:` entry with nothing but its port given. The topics suit a first run
+ * (`mosquitto_sub -t 'sensors/#' -v` shows everything); the timings are PROTOCOL.md's.
+ */
+export function defaultSerialPort(name: string, selector: PortSelector): SerialPortConfig {
+  return {
+    name,
+    selector,
+    baudRate: 115200,
+    dataBits: 8,
+    parity: 'none',
+    stopBits: 1,
+    rtscts: false,
+    framing: 'lines',
+    lines: { delimiter: '\n', maxLength: 1024, format: { format: 'json' }, device: undefined, deviceField: undefined },
+    mapping: {
+      topic: 'sensors/{device}',
+      fieldTopic: 'sensors/{device}/{field}',
+      output: 'json',
+      qos: 0,
+      retain: false,
+      timestamp: 'iso',
+      throttle: 0,
+      deadband: 0,
+      fields: {},
+    },
+    devices: {},
+    availabilityTopic: 'sensors/{device}/availability',
+    // Three missed 5 s PINGs (PROTOCOL.md); `lines` devices have no heartbeat, so the validator
+    // turns this to 0 for them unless the file sets it.
+    availabilityTimeout: 15,
+    stateTopic: 'outpost/serial/{port}/state',
+    commandTopic: 'sensors/{device}/set/#',
+    responseTopic: 'sensors/{device}/response',
+    commandTimeout: 0.5,
+    commandAttempts: 3,
+    commandArgs: {},
+    commandLine: '{command} {payload}',
   }
 }

@@ -24,6 +24,42 @@ export function integer(min: number, max: number = Number.MAX_SAFE_INTEGER): Rul
   }
 }
 
+/** A quoted number is the commonest way to get a string where a number belongs. */
+function quotedNumberHint(v: unknown): string | undefined {
+  return typeof v === 'string' && /^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(v.trim()) ? 'remove the quotes: a quoted number is a string' : undefined
+}
+
+/** A finite number >= 0, fractions allowed (seconds, distances); `.inf` and `.nan` are refused. */
+export const nonNegativeNumber: Rule<number> = {
+  expected: 'a number >= 0',
+  accepts: (v): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0,
+  hint: quotedNumberHint,
+}
+
+/** A finite number > 0, for timeouts where 0 would mean "never wait". */
+export const positiveNumber: Rule<number> = {
+  expected: 'a number > 0',
+  accepts: (v): v is number => typeof v === 'number' && Number.isFinite(v) && v > 0,
+  hint: quotedNumberHint,
+}
+
+/** A finite number other than 0, for factors where 0 would erase the value. */
+export const nonZeroNumber: Rule<number> = {
+  expected: 'a number other than 0',
+  accepts: (v): v is number => typeof v === 'number' && Number.isFinite(v) && v !== 0,
+  hint: quotedNumberHint,
+}
+
+/** One of a few numbers, e.g. data bits 5, 6, 7 or 8. */
+export function numberOf<const T extends number>(values: readonly T[]): Rule<T> {
+  const expected = values.length === 1 ? String(values[0]) : `${values.slice(0, -1).join(', ')} or ${String(values.at(-1))}`
+  return {
+    expected,
+    accepts: (v): v is T => typeof v === 'number' && values.some((x) => x === v),
+    hint: quotedNumberHint,
+  }
+}
+
 export const boolean: Rule<boolean> = {
   expected: 'true or false',
   accepts: (v): v is boolean => typeof v === 'boolean',

@@ -3,6 +3,7 @@
  * Keys in the YAML file are the snake_case spelling of these fields.
  */
 import type { ShareStrategy } from '../broker/shared.js'
+import type { SerialPortConfig } from './serial-types.js'
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
 
@@ -67,6 +68,8 @@ export interface OutpostConfig {
   durability: 'sync' | 'os'
   /** The durable store as a whole. */
   store: StoreConfig
+  /** Serial ports bridged to MQTT; empty = none. */
+  serial: SerialPortConfig[]
 }
 
 export interface StoreConfig {

@@ -17,6 +17,7 @@ import {
   type Rule,
 } from './rules.js'
 import { SHARE_STRATEGIES } from '../broker/shared.js'
+import { readSerial } from './serial-validate.js'
 import { suggest } from './suggest.js'
 import type { ListenerConfig, OutpostConfig, StoreConfig } from './types.js'
 
@@ -25,29 +26,29 @@ import type { ListenerConfig, OutpostConfig, StoreConfig } from './types.js'
  * knows where each value came from, and every problem has to name a line and column.
  */
 
-interface Walk {
+export interface Walk {
   readonly file: string
   readonly doc: Document.Parsed
   readonly lineCounter: LineCounter
   readonly problems: ConfigProblem[]
 }
 
-function report(w: Walk, offset: number, field: string, message: string): void {
+export function report(w: Walk, offset: number, field: string, message: string): void {
   const { line, col } = w.lineCounter.linePos(offset)
   w.problems.push({ file: w.file, line: Math.max(1, line), column: Math.max(1, col), field, message })
 }
 
 /** Follows `*alias` to its anchored node so that anchors work like in any other YAML file. */
-function deref(w: Walk, node: unknown): unknown {
+export function deref(w: Walk, node: unknown): unknown {
   return isAlias(node) ? node.resolve(w.doc) : node
 }
 
-function offsetOf(node: unknown, fallback: number): number {
+export function offsetOf(node: unknown, fallback: number): number {
   return isNode(node) && node.range ? node.range[0] : fallback
 }
 
 /** A scalar's value, or a stand-in whose description is "a mapping" / "a list", for checking against a Rule. */
-function plainValue(node: unknown): unknown {
+export function plainValue(node: unknown): unknown {
   if (isScalar(node)) return node.value
   if (isSeq(node)) return []
   if (isMap(node)) return {}
@@ -55,11 +56,11 @@ function plainValue(node: unknown): unknown {
 }
 
 /** How one key in a mapping is read into the value being built. */
-interface FieldSpec<C> {
+export interface FieldSpec<C> {
   read(w: Walk, node: unknown, offset: number, field: string, target: C): void
 }
 
-function scalar<C, T>(rule: Rule<T>, set: (target: C, value: T) => void): FieldSpec<C> {
+export function scalar<C, T>(rule: Rule<T>, set: (target: C, value: T) => void): FieldSpec<C> {
   return {
     read(w, node, offset, field, target) {
       const value = plainValue(node)
@@ -115,6 +116,7 @@ const TOP_LEVEL_FIELDS: Readonly<Record<string, FieldSpec<OutpostConfig>>> = {
   reason_strings: scalar(boolean, (c, v) => { c.reasonStrings = v }),
   durability: scalar(oneOf(['sync', 'os'] as const), (c, v) => { c.durability = v }),
   store: { read: readStore },
+  serial: { read: readSerial },
 }
 
 const STORE_FIELDS: Readonly<Record<string, FieldSpec<StoreConfig>>> = {
@@ -144,7 +146,7 @@ export const LISTENER_KEYS: readonly string[] = Object.keys(LISTENER_FIELDS)
  * suggestion) and bad values without stopping, so that one run lists every problem.
  * Returns the keys that were present.
  */
-function readMapping<C>(
+export function readMapping<C>(
   w: Walk,
   map: unknown,
   prefix: string,

@@ -7,7 +7,7 @@ import { pino } from 'pino'
 import { Broker, type BrokerHooks } from '../../src/broker/broker.js'
 import { defaultConfig } from '../../src/config/defaults.js'
 import type { OutpostConfig } from '../../src/config/types.js'
-import { startGateway } from '../../src/gateway.js'
+import { startGateway, type Gateway } from '../../src/gateway.js'
 import { duplexPair } from './duplex-pair.js'
 import { RawClient } from './raw-client.js'
 
@@ -67,7 +67,7 @@ export function pipeClient(t: TestContext, broker: Broker, protocolVersion: 3 | 
 }
 
 /** A full gateway on a real TCP port 0. */
-export async function tcpGateway(t: TestContext, overrides: Partial<OutpostConfig> = {}): Promise<{ port: number; broker: Broker }> {
+export async function tcpGateway(t: TestContext, overrides: Partial<OutpostConfig> = {}): Promise<{ port: number; broker: Broker; gateway: Gateway }> {
   const dataDir = mkdtempSync(join(tmpdir(), 'outpost-test-'))
   t.after(() => rmSync(dataDir, { recursive: true, force: true }))
   const config: OutpostConfig = {
@@ -80,5 +80,5 @@ export async function tcpGateway(t: TestContext, overrides: Partial<OutpostConfi
   const gw = await startGateway(config, pino({ level: 'silent' }))
   t.after(() => gw.close())
   const addr = gw.addresses()[0] as AddressInfo
-  return { port: addr.port, broker: gw.broker }
+  return { port: addr.port, broker: gw.broker, gateway: gw }
 }

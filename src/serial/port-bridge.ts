@@ -1,0 +1,391 @@
+/**
+ * One configured serial port at work: the link (reopened on its own), the framing decoder, the
+ * devices heard on it with their availability, the mapping of readings to messages, and the
+ * commands going back down. Knows nothing of MQTT sessions: it hands publications to its host.
+ */
+import type { Logger } from 'pino'
+import type { SerialPortConfig } from '../config/serial-types.js'
+import { LineDecoder } from './codecs/lines.js'
+import type { Fields } from './codecs/line-parsers.js'
+import { OutpostLinkDecoder } from './codecs/outpost-link-decoder.js'
+import { encodeFrame, type FieldSpec, type Frame } from './codecs/outpost-link.js'
+import { CommandChannel, encodeArgs, type CommandResult } from './commands.js'
+import { ReadingMapper, type Publication, type ReadingValue } from './mapper.js'
+import { SerialLink, type LinkState } from './port.js'
+import { listCandidates, resolvePort } from './resolve.js'
+import { TopicTemplate } from './template.js'
+
+/** Devices one port keeps track of; a line stream inventing ids cannot grow memory past this. */
+export const MAX_DEVICES_PER_PORT = 256
+const LOG_EVERY_MS = 10_000
+
+export interface PortHost {
+  publish(p: Publication): void
+  readonly log: Logger
+}
+
+/** Counters a port adds to the decoder's: what the mapping layer refused or noticed. */
+export interface BridgeCounters {
+  /** DATA for a field id the last HELLO did not declare. */
+  'undeclared-field': number
+  /** DATA before any HELLO (the gateway asks the device for one). */
+  'no-hello': number
+  /** Frames a device must not send (CMD), or ACK / NAK for nothing outstanding. */
+  'unexpected-frame': number
+  /** Frames missing by the device's sequence numbers. */
+  lost: number
+  /** Readings from devices past MAX_DEVICES_PER_PORT. */
+  'too-many-devices': number
+  /** Lines whose `device_field` was missing. */
+  'no-device': number
+  commands: number
+  'command-failures': number
+}
+
+interface DeviceState {
+  online: boolean
+  timer: NodeJS.Timeout | undefined
+}
+
+interface Hello {
+  deviceId: string
+  fields: Map<number, FieldSpec>
+  lastSeq: number
+}
+
+export class PortBridge {
+  readonly config: SerialPortConfig
+  readonly #host: PortHost
+  readonly #log: Logger
+  readonly #link: SerialLink
+  readonly #lines: LineDecoder | undefined
+  readonly #frames: OutpostLinkDecoder | undefined
+  readonly #mapper: ReadingMapper
+  readonly #channel: CommandChannel
+  readonly #devices = new Map<string, DeviceState>()
+  readonly #availability: TopicTemplate | undefined
+  readonly #counters: BridgeCounters = { 'undeclared-field': 0, 'no-hello': 0, 'unexpected-frame': 0, lost: 0, 'too-many-devices': 0, 'no-device': 0, commands: 0, 'command-failures': 0 }
+  readonly #lastLog = new Map<string, { at: number; suppressed: number }>()
+  #hello: Hello | undefined
+  #seq = 0
+  #helloAskedAt = Number.NEGATIVE_INFINITY
+  #closed = false
+
+  constructor(config: SerialPortConfig, host: PortHost) {
+    this.config = config
+    this.#host = host
+    this.#log = host.log.child({ port: config.name })
+    this.#availability = config.availabilityTopic === '' ? undefined : template(config.availabilityTopic)
+    const selector = config.selector
+    this.#link = new SerialLink(
+      {
+        path: 'path' in selector ? selector.path : config.name,
+        ...('path' in selector ? {} : { resolvePath: async () => resolvePort(selector, await listCandidates()) }),
+        baudRate: config.baudRate,
+        dataBits: config.dataBits,
+        parity: config.parity,
+        stopBits: config.stopBits,
+        rtscts: config.rtscts,
+      },
+      this.#log,
+    )
+    if (config.framing === 'lines') {
+      const l = config.lines
+      this.#lines = new LineDecoder({ delimiter: l.delimiter, maxLength: l.maxLength, parser: l.format })
+    } else {
+      this.#frames = new OutpostLinkDecoder()
+    }
+    this.#mapper = new ReadingMapper(config, (p) => host.publish(p))
+    this.#channel = new CommandChannel({
+      timeoutMs: config.commandTimeout * 1000,
+      attempts: config.commandAttempts,
+      encode: (seq, name, args) => encodeFrame({ type: 'cmd', seq, name, args }),
+      write: (wire) => this.#link.write(wire),
+      nextSeq: () => this.#nextSeq(),
+    })
+    this.#link.on('state', (s) => this.#onState(s))
+    this.#link.on('data', (chunk) => this.#onData(chunk))
+  }
+
+  get state(): LinkState {
+    return this.#link.state
+  }
+
+  /** Frames or lines decoded, each decoder error kind, and the bridge's own counters. */
+  counters(): Record<string, number> {
+    const decoder = this.#lines?.counters ?? this.#frames?.counters ?? {}
+    return { ...decoder, ...this.#counters }
+  }
+
+  /** Devices heard since start (or configured for a `lines` port), and whether each is online now. */
+  devices(): Array<{ id: string; online: boolean }> {
+    return [...this.#devices].map(([id, d]) => ({ id, online: d.online }))
+  }
+
+  /** Whether `device` speaks on this port: the last HELLO's id, or a `lines` device heard or configured. */
+  has(device: string): boolean {
+    if (this.config.framing === 'outpost-link') return this.#hello?.deviceId === device
+    return this.#devices.has(device) || device === this.config.lines.device
+  }
+
+  start(): void {
+    if (this.config.framing === 'lines' && this.config.lines.deviceField === undefined) {
+      this.#device(this.config.lines.device ?? this.config.name)
+    }
+    this.#publishState(this.#link.state)
+    this.#link.start()
+  }
+
+  /**
+   * A command for `device` (the one on this port, or a node behind a hub). `name` is what followed the command filter's `#` ('' for the base
+   * topic, where a JSON object names several commands).
+   */
+  command(device: string, name: string, payload: Buffer, reply: (name: string, result: CommandResult) => void): void {
+    if (name === '') {
+      const many = jsonObject(payload)
+      if (many !== undefined) {
+        for (const [key, value] of Object.entries(many)) this.#one(device, key, Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)), reply)
+        return
+      }
+      if (this.config.framing === 'outpost-link') {
+        reply(name, { status: 'invalid', reason: 'name the command in the topic, or send a JSON object of commands' })
+        return
+      }
+    }
+    this.#one(device, name, payload, reply)
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true
+    this.#mapper.close()
+    this.#channel.fail('gateway stopping')
+    for (const id of this.#devices.keys()) this.#setOnline(id, false)
+    this.#publishRaw(this.config.stateTopic, { state: 'stopped' })
+    await this.#link.close()
+  }
+
+  #one(device: string, name: string, payload: Buffer, reply: (name: string, result: CommandResult) => void): void {
+    this.#counters.commands++
+    const done = (result: CommandResult): void => {
+      if (result.status !== 'ack' && result.status !== 'sent') this.#counters['command-failures']++
+      reply(name, result)
+    }
+    if (this.config.framing === 'lines') {
+      // A hub relaying many nodes needs the node's id in the line: `{device}`.
+      const vars: Record<string, string> = { device, command: name, payload: payload.toString('utf8') }
+      // One pass, so a payload holding "{command}" is sent as it is.
+      const text = this.config.commandLine.replace(/\{(device|command|payload)\}/g, (_m, key: string) => vars[key] ?? '')
+      const line = name === '' ? payload.toString('utf8') : text
+      done(this.#link.write(Buffer.from(line + this.config.lines.delimiter)) ? { status: 'sent' } : { status: 'offline', reason: `port ${this.#link.state.state}` })
+      return
+    }
+    const declared = [...(this.#hello?.fields.values() ?? [])].find((f) => f.name === name)
+    const type = this.config.commandArgs[name] ?? declared?.type ?? 'raw'
+    const args = encodeArgs(type, payload)
+    if (typeof args === 'string') {
+      done({ status: 'invalid', reason: `${name}: ${args}` })
+      return
+    }
+    this.#channel.send({ name, args, reply: done })
+  }
+
+  #onState(s: LinkState): void {
+    this.#publishState(s)
+    if (s.state === 'open') return
+    // Whatever was half-received belongs to a device that is gone or restarting.
+    this.#lines?.reset()
+    this.#frames?.reset()
+    this.#channel.fail(`port ${s.state}: ${s.reason}`)
+    for (const id of this.#devices.keys()) this.#setOnline(id, false)
+  }
+
+  #onData(chunk: Buffer): void {
+    if (this.#closed) return
+    if (this.#lines !== undefined) {
+      for (const e of this.#lines.push(chunk)) {
+        if (e.kind === 'fields') this.#onLine(e.fields)
+        else this.#warn(e.error.kind, e.error.detail)
+      }
+      return
+    }
+    for (const e of this.#frames?.push(chunk) ?? []) {
+      if (e.kind === 'frame') this.#onFrame(e.frame)
+      else this.#warn(e.error.kind, e.error.detail)
+    }
+  }
+
+  #onLine(fields: Fields): void {
+    const key = this.config.lines.deviceField
+    let device = this.config.lines.device ?? this.config.name
+    const values = { ...fields }
+    if (key !== undefined) {
+      const id = values[key]
+      if (id === undefined || id === '') {
+        this.#count('no-device', `line without its device field "${key}"`)
+        return
+      }
+      device = String(id)
+      delete values[key]
+    }
+    if (!this.#device(device)) return
+    this.#seen(device)
+    this.#mapper.push(device, Object.entries(values).map(([field, value]) => ({ field, value })))
+  }
+
+  #onFrame(frame: Frame): void {
+    switch (frame.type) {
+      case 'hello': {
+        const previous = this.#hello?.deviceId
+        if (previous !== undefined && previous !== frame.deviceId) {
+          this.#setOnline(previous, false)
+          this.#devices.delete(previous)
+        }
+        if (!this.#device(frame.deviceId)) return
+        this.#hello = { deviceId: frame.deviceId, fields: new Map(frame.fields.map((f) => [f.fieldId, f])), lastSeq: frame.seq }
+        this.#log.info({ device: frame.deviceId, firmware: frame.firmwareVersion, fields: frame.fields.map((f) => f.name) }, 'device said hello')
+        this.#seen(frame.deviceId)
+        return
+      }
+      case 'data':
+      case 'ping': {
+        const hello = this.#hello
+        if (hello === undefined) {
+          this.#count('no-hello', `${frame.type} before any HELLO; asking the device for one`)
+          this.#askHello()
+          return
+        }
+        this.#sequence(hello, frame.seq)
+        this.#seen(hello.deviceId)
+        if (frame.type === 'ping') return
+        const values: ReadingValue[] = []
+        for (const v of frame.values) {
+          const spec = hello.fields.get(v.fieldId)
+          if (spec === undefined) {
+            this.#count('undeclared-field', `field id ${v.fieldId} is not in the device's HELLO`)
+            continue
+          }
+          values.push({ field: spec.name, value: v.value, unit: spec.unit, float32: v.type === 'float32' })
+        }
+        this.#mapper.push(hello.deviceId, values)
+        return
+      }
+      case 'ack':
+      case 'nak': {
+        if (this.#hello !== undefined) this.#sequence(this.#hello, frame.seq)
+        const result = frame.type === 'ack' ? { status: 'ack' as const } : { status: 'nak' as const, code: frame.code, message: frame.message }
+        // A late answer to an earlier attempt is normal after a retry; not worth a warning.
+        if (!this.#channel.answer(frame.cmdSeq, result)) this.#counters['unexpected-frame']++
+        return
+      }
+      case 'cmd':
+        this.#count('unexpected-frame', 'a device sent a CMD; commands only go to devices')
+        return
+    }
+  }
+
+  /** Counts frames lost in between by the device's seq, which wraps at 256. */
+  #sequence(hello: Hello, seq: number): void {
+    const gap = (seq - hello.lastSeq - 1 + 256) % 256
+    // A gap over half the range is a duplicate or reordering, not 200 lost frames.
+    if (gap > 0 && gap < 128) this.#counters.lost += gap
+    hello.lastSeq = seq
+  }
+
+  #askHello(): void {
+    const now = Date.now()
+    if (now - this.#helloAskedAt < 5000) return
+    this.#helloAskedAt = now
+    this.#channel.send({ name: '$hello', args: Buffer.alloc(0), reply: () => undefined })
+  }
+
+  /** Registers a device; false when the port already tracks as many as it may. */
+  #device(id: string): boolean {
+    if (this.#devices.has(id)) return true
+    if (this.#devices.size >= MAX_DEVICES_PER_PORT) {
+      this.#count('too-many-devices', `more than ${MAX_DEVICES_PER_PORT} devices on one port; ignoring ${id}`)
+      return false
+    }
+    this.#devices.set(id, { online: false, timer: undefined })
+    return true
+  }
+
+  #seen(id: string): void {
+    const d = this.#devices.get(id)
+    if (d === undefined) return
+    if (!d.online) this.#setOnline(id, true)
+    const timeout = this.config.availabilityTimeout
+    if (timeout <= 0) return
+    if (d.timer !== undefined) d.timer.refresh()
+    else {
+      d.timer = setTimeout(() => {
+        d.timer = undefined
+        this.#log.warn({ device: id, seconds: timeout }, 'device silent; marking it offline')
+        this.#setOnline(id, false)
+      }, timeout * 1000)
+      d.timer.unref()
+    }
+  }
+
+  #setOnline(id: string, online: boolean): void {
+    const d = this.#devices.get(id)
+    if (d === undefined) return
+    if (!online && d.timer !== undefined) {
+      clearTimeout(d.timer)
+      d.timer = undefined
+    }
+    if (d.online === online) return
+    d.online = online
+    this.#log.info({ device: id, online }, 'device availability')
+    if (this.#availability !== undefined) {
+      this.#host.publish({ topic: this.#availability.render({ port: this.config.name, device: id }), payload: online ? 'online' : 'offline', qos: 1, retain: true })
+    }
+  }
+
+  #publishState(s: LinkState): void {
+    if (this.#closed) return
+    this.#publishRaw(this.config.stateTopic, s)
+  }
+
+  #publishRaw(topicTemplate: string, payload: object): void {
+    if (topicTemplate === '') return
+    this.#host.publish({ topic: template(topicTemplate).render({ port: this.config.name }), payload: JSON.stringify(payload), qos: 1, retain: true })
+  }
+
+  #nextSeq(): number {
+    const seq = this.#seq
+    this.#seq = (this.#seq + 1) % 256
+    return seq
+  }
+
+  #count(kind: keyof BridgeCounters, detail: string): void {
+    this.#counters[kind]++
+    this.#warn(kind, detail)
+  }
+
+  /** At most one log line per kind per 10 s, saying how many were not logged: noise must not flood the journal. */
+  #warn(kind: string, detail: string): void {
+    const now = Date.now()
+    const last = this.#lastLog.get(kind)
+    if (last !== undefined && now - last.at < LOG_EVERY_MS) {
+      last.suppressed++
+      return
+    }
+    this.#log.warn({ kind, detail, ...(last === undefined || last.suppressed === 0 ? {} : { suppressed: last.suppressed }) }, 'serial input refused')
+    this.#lastLog.set(kind, { at: now, suppressed: 0 })
+  }
+}
+
+function template(source: string): TopicTemplate {
+  const t = TopicTemplate.parse(source, ['port', 'device'])
+  if (typeof t === 'string') throw new Error(`invalid topic template ${source}: ${t}`)
+  return t
+}
+
+function jsonObject(payload: Buffer): Record<string, unknown> | undefined {
+  try {
+    const v: unknown = JSON.parse(payload.toString('utf8'))
+    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined
+  } catch {
+    return undefined
+  }
+}
