@@ -73,6 +73,7 @@ serial:
     command_timeout: 2
     command_attempts: 1
     command_line: "{command}={payload}"
+    homeassistant: true
   - usb: { vendor_id: "0x0403", product_id: "6001", serial_number: "A1B2" }
     framing: outpost-link
     command_args: { interval: uint32, led: bool }
@@ -114,6 +115,7 @@ serial:
       commandAttempts: 1,
       commandArgs: {},
       commandLine: '{command}={payload}',
+      homeassistant: true,
     }
     const selector = { vendorId: '0403', productId: '6001', serialNumber: 'A1B2' }
     const link: SerialPortConfig = {

@@ -106,3 +106,19 @@ test('a port whose lines carry no device field counts the line and publishes not
   assert.equal((JSON.parse(m.payload) as { t: number }).t, 2)
   assert.equal(counters(gateway)['no-device'], 1)
 })
+
+test('homeassistant on a line device: each field is announced when first seen, with its own state topic for output fields', async (t) => {
+  const { client, inbox, device } = await setup(t, { device: 'boiler' }, {
+    homeassistant: true,
+    mapping: { ...defaultSerialPort('x', { path: '' }).mapping, output: 'fields', fields: { t: { unit: '°C' } } },
+  })
+  await client.subscribeAsync('homeassistant/#')
+  device.write('{"t":21}\n')
+  const t1 = JSON.parse((await inbox.waitFor((m) => m.topic === 'homeassistant/sensor/outpost_bench_boiler/t/config', 't config')).payload) as Record<string, unknown>
+  assert.equal(t1.state_topic, 'sensors/boiler/t')
+  assert.equal(t1.value_template, undefined, 'a field topic carries the bare value')
+  assert.equal(t1.device_class, 'temperature')
+  device.write('{"t":22,"burner":true}\n')
+  await inbox.waitFor((m) => m.topic === 'homeassistant/binary_sensor/outpost_bench_boiler/burner/config', 'burner config')
+  assert.equal(inbox.messages.filter((m) => m.topic.endsWith('/t/config')).length, 1, 't is announced once')
+})

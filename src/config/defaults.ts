@@ -78,5 +78,6 @@ export function defaultSerialPort(name: string, selector: PortSelector): SerialP
     commandAttempts: 3,
     commandArgs: {},
     commandLine: '{command} {payload}',
+    homeassistant: false,
   }
 }

@@ -95,6 +95,8 @@ export interface SerialPortConfig {
   commandAttempts: number
   /** Argument encoding per command name; a command named like a HELLO field takes that field's type, else `raw`. */
   commandArgs: Record<string, CommandArgType>
+  /** Publish Home Assistant MQTT discovery configs (retained, under `homeassistant/`) for each device's fields. */
+  homeassistant: boolean
   /** `lines` framing: the line written for a command. Placeholders: `{device}`, `{command}`, `{payload}`. */
   commandLine: string
 }

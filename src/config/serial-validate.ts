@@ -156,6 +156,7 @@ const PORT_FIELDS: Readonly<Record<string, FieldSpec<PortDraft>>> = {
   command_attempts: scalar(integer(1, 10), (d, v) => { d.port.commandAttempts = v }),
   command_args: { read: readCommandArgs },
   command_line: template(['device', 'command', 'payload'], 'text', (d, v) => { d.port.commandLine = v }),
+  homeassistant: scalar(boolean, (d, v) => { d.port.homeassistant = v }),
 }
 
 /** Every key a `serial` entry accepts. */

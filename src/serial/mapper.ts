@@ -137,6 +137,11 @@ export class ReadingMapper {
   }
 
   /** The port's rule with the device's overrides on top; field rules merge per key. */
+  rules(device: string): { rule: Omit<MappingRule, 'fields'>; fields: Record<string, FieldRule> } {
+    const e = this.#rules(device)
+    return { rule: e.rule, fields: e.fields }
+  }
+
   #rules(device: string): Effective {
     const cached = this.#effective.get(device)
     if (cached !== undefined) return cached

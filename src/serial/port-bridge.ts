@@ -10,6 +10,7 @@ import type { Fields } from './codecs/line-parsers.js'
 import { OutpostLinkDecoder } from './codecs/outpost-link-decoder.js'
 import { encodeFrame, type FieldSpec, type Frame } from './codecs/outpost-link.js'
 import { CommandChannel, encodeArgs, type CommandResult } from './commands.js'
+import { discoveryMessages, kindOf, MAX_ANNOUNCED_FIELDS, type AnnouncedField } from './discovery.js'
 import { ReadingMapper, type Publication, type ReadingValue } from './mapper.js'
 import { SerialLink, type LinkState } from './port.js'
 import { listCandidates, resolvePort } from './resolve.js'
@@ -67,6 +68,8 @@ export class PortBridge {
   readonly #counters: BridgeCounters = { 'undeclared-field': 0, 'no-hello': 0, 'unexpected-frame': 0, lost: 0, 'too-many-devices': 0, 'no-device': 0, commands: 0, 'command-failures': 0 }
   readonly #lastLog = new Map<string, { at: number; suppressed: number }>()
   #hello: Hello | undefined
+  /** Home Assistant discovery: fields announced per device (reset by a HELLO, which may change them). */
+  readonly #announced = new Map<string, Set<string>>()
   #seq = 0
   #helloAskedAt = Number.NEGATIVE_INFINITY
   #closed = false
@@ -229,6 +232,7 @@ export class PortBridge {
     }
     if (!this.#device(device)) return
     this.#seen(device)
+    this.#announce(device, Object.entries(values).map(([field, value]) => ({ field, kind: kindOf(value) })))
     this.#mapper.push(device, Object.entries(values).map(([field, value]) => ({ field, value })))
   }
 
@@ -239,11 +243,15 @@ export class PortBridge {
         if (previous !== undefined && previous !== frame.deviceId) {
           this.#setOnline(previous, false)
           this.#devices.delete(previous)
+          this.#announced.delete(previous)
         }
         if (!this.#device(frame.deviceId)) return
         this.#hello = { deviceId: frame.deviceId, fields: new Map(frame.fields.map((f) => [f.fieldId, f])), lastSeq: frame.seq }
         this.#log.info({ device: frame.deviceId, firmware: frame.firmwareVersion, fields: frame.fields.map((f) => f.name) }, 'device said hello')
         this.#seen(frame.deviceId)
+        this.#announced.delete(frame.deviceId)
+        const kinds = { int32: 'number', uint32: 'number', float32: 'number', bool: 'bool', string: 'string' } as const
+        this.#announce(frame.deviceId, frame.fields.map((f) => ({ field: f.name, kind: kinds[f.type], unit: f.unit })), frame.firmwareVersion)
         return
       }
       case 'data':
@@ -281,6 +289,19 @@ export class PortBridge {
         this.#count('unexpected-frame', 'a device sent a CMD; commands only go to devices')
         return
     }
+  }
+
+  /** Publishes Home Assistant discovery for fields of `device` not announced yet, when enabled. */
+  #announce(device: string, fields: readonly AnnouncedField[], firmware?: string): void {
+    if (!this.config.homeassistant) return
+    let done = this.#announced.get(device)
+    if (done === undefined) this.#announced.set(device, (done = new Set()))
+    const fresh = fields.filter((f) => !done.has(f.field)).slice(0, Math.max(0, MAX_ANNOUNCED_FIELDS - done.size))
+    if (fresh.length === 0) return
+    for (const f of fresh) done.add(f.field)
+    const { rule, fields: rules } = this.#mapper.rules(device)
+    const availabilityTopic = this.#availability?.render({ port: this.config.name, device })
+    for (const p of discoveryMessages({ port: this.config.name, device, firmware, rule, fields: rules, availabilityTopic }, fresh)) this.#host.publish(p)
   }
 
   /** Counts frames lost in between by the device's seq, which wraps at 256. */
