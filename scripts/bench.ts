@@ -30,6 +30,8 @@ import {
   type RunSpec,
 } from './bench/report.js';
 import { Bench, errorMessage, log, type Settings } from './bench/runner.js';
+import { SERIAL_RUN_ID, runSerial, type SerialReport, type SerialSettings } from './bench/serial.js';
+import { serialNotes, serialSettingsLine, serialTable } from './bench/serial-report.js';
 
 /**
  * `npm run bench`: Outpost vs Mosquitto vs Aedes on the same load, one broker process at a
@@ -70,8 +72,9 @@ const RUNS: readonly RunSpec[] = [
 const USAGE = `usage: node dist/scripts/bench.js [options]
   --only LIST       comma-separated brokers and/or measurements to run (default: all of each)
                     brokers: ${BROKER_NAMES.join(', ')}
-                    measurements: ${[...RUNS.map((r) => r.id), IDLE_RSS, BACKLOG_RUN_ID].join(', ')}
-                    (a run compared to another, like qos1-fan-in-v5, brings that one along)
+                    measurements: ${[...RUNS.map((r) => r.id), IDLE_RSS, BACKLOG_RUN_ID, SERIAL_RUN_ID].join(', ')}
+                    (a run compared to another, like qos1-fan-in-v5, brings that one along;
+                    ${SERIAL_RUN_ID}, the serial bridge, runs on Outpost only and needs socat)
   --quick           smoke run: short windows, idle RSS up to 1,000 clients only, a backlog of
                     100,000 messages instead of 1,000,000
   --json FILE       also write the results as JSON
@@ -87,6 +90,8 @@ interface Options {
   readonly settings: Settings;
   /** undefined: the backlog run is not selected. */
   readonly backlog: BacklogSettings | undefined;
+  /** undefined: the serial run is not selected. */
+  readonly serial: SerialSettings | undefined;
   readonly jsonFile: string | undefined;
   readonly mosquittoBin: string;
 }
@@ -124,7 +129,9 @@ function parseOptions(argv: readonly string[]): Options | undefined {
   if (values.help === true) return undefined;
   const quick = values.quick === true;
   const only = parseOnly(values.only);
-  const { backlog, ...selection } = only;
+  const { backlog, serial, ...selection } = only;
+  const warmupMs = milliseconds(values.warmup, quick ? 0.5 : 3, '--warmup');
+  const measureMs = milliseconds(values.duration, quick ? 1.5 : 5, '--duration');
   return {
     ...selection,
     backlog: backlog
@@ -137,12 +144,13 @@ function parseOptions(argv: readonly string[]): Options | undefined {
           quietMs: quick ? 10_000 : 15_000,
         }
       : undefined,
+    serial: serial ? { warmupMs, measureMs, baudRate: 115_200 } : undefined,
     jsonFile: values.json,
     mosquittoBin: findMosquitto(values.mosquitto),
     settings: {
       quick,
-      warmupMs: milliseconds(values.warmup, quick ? 0.5 : 3, '--warmup'),
-      measureMs: milliseconds(values.duration, quick ? 1.5 : 5, '--duration'),
+      warmupMs,
+      measureMs,
       payloadBytes: 64,
       // 20: the Receive Maximum both Outpost and Mosquitto announce to MQTT 5 clients, so the
       // v3.1.1 and v5 rows keep the same number of messages in flight and compare the protocols.
@@ -160,29 +168,31 @@ function parseOptions(argv: readonly string[]): Options | undefined {
 /** What `--only` leaves to run; brokers and measurements default to all independently. */
 function parseOnly(
   value: string | undefined,
-): Pick<Options, 'brokers' | 'runs'> & { readonly idleRss: boolean; readonly backlog: boolean } {
-  if (value === undefined) return { brokers: BROKER_NAMES, runs: RUNS, idleRss: true, backlog: true };
+): Pick<Options, 'brokers' | 'runs'> & { readonly idleRss: boolean; readonly backlog: boolean; readonly serial: boolean } {
+  if (value === undefined) return { brokers: BROKER_NAMES, runs: RUNS, idleRss: true, backlog: true, serial: true };
   const names = value
     .split(',')
     .map((s) => s.trim().toLowerCase())
     .filter((s) => s !== '');
   const isRunId = (n: string): n is RunId => RUNS.some((r) => r.id === n);
-  const unknown = names.filter((n) => !isBrokerName(n) && !isRunId(n) && n !== IDLE_RSS && n !== BACKLOG_RUN_ID);
+  const others = [IDLE_RSS, BACKLOG_RUN_ID, SERIAL_RUN_ID];
+  const unknown = names.filter((n) => !isBrokerName(n) && !isRunId(n) && !others.includes(n));
   if (unknown.length > 0 || names.length === 0) {
-    const known = [...BROKER_NAMES, ...RUNS.map((r) => r.id), IDLE_RSS, BACKLOG_RUN_ID];
+    const known = [...BROKER_NAMES, ...RUNS.map((r) => r.id), ...others];
     throw new UsageError(`--only: unknown name(s) ${unknown.join(', ')}; choose from ${known.join(', ')}`);
   }
   const brokers = BROKER_NAMES.filter((n) => names.includes(n));
   const wanted = new Set<RunId>(names.filter(isRunId));
   // A compared run is only worth its ratio: bring its baseline along.
   for (const run of RUNS) if (wanted.has(run.id) && run.compareTo !== undefined) wanted.add(run.compareTo.run);
-  const measurements = wanted.size > 0 || names.includes(IDLE_RSS) || names.includes(BACKLOG_RUN_ID);
+  const measurements = wanted.size > 0 || others.some((n) => names.includes(n));
   // Keep the canonical column and row order whatever order the user typed.
   return {
     brokers: brokers.length > 0 ? brokers : BROKER_NAMES,
     runs: measurements ? RUNS.filter((r) => wanted.has(r.id)) : RUNS,
     idleRss: !measurements || names.includes(IDLE_RSS),
     backlog: !measurements || names.includes(BACKLOG_RUN_ID),
+    serial: !measurements || names.includes(SERIAL_RUN_ID),
   };
 }
 
@@ -251,15 +261,21 @@ async function main(): Promise<void> {
     `${s.repeat > 1 ? ` (median of ${s.repeat})` : ''}; ` +
     `one load-generator process (1 core) per run; a fresh broker process for the throughput runs and another for idle RSS`;
   const backlogLine = options.backlog === undefined ? undefined : backlogSettingsLine(options.backlog);
+  // The serial row has an Outpost column only: without Outpost there is nothing to measure.
+  const serial = options.brokers.includes('outpost') ? options.serial : undefined;
+  const serialLine = serial === undefined ? undefined : serialSettingsLine(serial);
   log(machineLine(machine));
   log(settingsLine);
   if (backlogLine !== undefined) log(backlogLine);
+  if (serialLine !== undefined) log(serialLine);
+  if (options.serial !== undefined && serial === undefined) log(`${SERIAL_RUN_ID}: skipped, it measures Outpost only`);
 
   const startedAt = performance.now();
   const runs = options.runs;
   const bench = new Bench(janitor, paths, join(here, 'bench', 'load.js'), s, runs);
   const reports: BrokerReport[] = [];
   const backlogReports: BacklogReport[] = [];
+  let serialReport: SerialReport | undefined;
   try {
     for (const name of options.brokers) reports.push(await bench.broker(name));
     const backlog = options.backlog;
@@ -267,6 +283,7 @@ async function main(): Promise<void> {
       const context = { janitor, paths, loadScript: join(here, 'bench', 'load.js'), settings: backlog };
       for (const name of options.brokers) backlogReports.push(await runBacklog(name, context));
     }
+    if (serial !== undefined) serialReport = await runSerial(janitor, paths, serial);
   } finally {
     await janitor.cleanup(3000);
   }
@@ -288,18 +305,24 @@ async function main(): Promise<void> {
           goals: backlogGoalLine(backlogReports),
           notes: backlogNotes(backlogReports),
         };
-  const allNotes = [...remarks, ...(backlogResults?.notes ?? [])];
+  const serialResults =
+    serialReport === undefined
+      ? undefined
+      : { report: serialReport, table: serialTable(serialReport, options.brokers), notes: serialNotes(serialReport) };
+  const allNotes = [...remarks, ...(backlogResults?.notes ?? []), ...(serialResults?.notes ?? [])];
   const output = [
     '',
     machineLine(machine),
     settingsLine,
     ...(backlogLine === undefined ? [] : [backlogLine]),
-    // Empty when only the backlog run was asked for.
+    ...(serialLine === undefined ? [] : [serialLine]),
+    // Empty when only the backlog or serial run was asked for.
     ...(results.rows.length > 0 ? ['', renderMarkdown(results)] : []),
     ...(goals.length > 0 ? ['', ...goals] : []),
     ...(reports.some((r) => Object.values(r.runs).some((o) => o.status === 'ok')) ? ['', renderMarkdown(details)] : []),
     ...(backlogResults === undefined ? [] : ['', renderMarkdown(backlogResults.table)]),
     ...(backlogResults !== undefined && backlogResults.goals.length > 0 ? ['', ...backlogResults.goals] : []),
+    ...(serialResults === undefined ? [] : ['', renderMarkdown(serialResults.table)]),
     ...(allNotes.length > 0 ? ['', 'Notes:', ...allNotes.map((n) => `- ${n}`)] : []),
     '',
   ].join('\n');
@@ -317,6 +340,7 @@ async function main(): Promise<void> {
       detailTable: details,
       notes: remarks,
       ...(backlogResults === undefined ? {} : { backlog: backlogResults }),
+      ...(serialResults === undefined ? {} : { serial: { settings: serial, ...serialResults } }),
     };
     await writeFile(options.jsonFile, `${JSON.stringify(json, null, 2)}\n`);
     log(`wrote ${options.jsonFile}`);
