@@ -194,8 +194,13 @@ test('homeassistant: discovery configs for each HELLO field, retained, with unit
   const { port } = await setup(t, { homeassistant: true })
   const { client, inbox } = await mqttClient(t, port)
   await client.subscribeAsync('homeassistant/#')
-  const temp = await inbox.waitFor((m) => m.topic === 'homeassistant/sensor/outpost_dev_emulated-1/temperature/config', 'the temperature config')
-  assert.equal(temp.retain, true, 'retained, so Home Assistant finds it when it starts later')
+  const topic = 'homeassistant/sensor/outpost_dev_emulated-1/temperature/config'
+  await inbox.waitFor((m) => m.topic === topic, 'the temperature config')
+  // Retained, so a Home Assistant that starts later finds it.
+  const { client: later, inbox: laterInbox } = await mqttClient(t, port)
+  await later.subscribeAsync('homeassistant/#')
+  const temp = await laterInbox.waitFor((m) => m.topic === topic, 'the retained temperature config')
+  assert.equal(temp.retain, true)
   const c = json(temp)
   assert.equal(c.state_topic, 'sensors/emulated-1')
   assert.equal(c.value_template, '{{ value_json["temperature"] }}')
