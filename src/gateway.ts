@@ -6,6 +6,7 @@ import type { OutpostConfig } from './config/types.js'
 import { OutpostError } from './errors.js'
 import { TcpListener } from './listeners/tcp.js'
 import { SerialBridge } from './serial/bridge.js'
+import { UpstreamBridge } from './upstream/bridge.js'
 import { LevelStore, moveStoreAside } from './store/level.js'
 import { storeLocation } from './store/level-open.js'
 import type { Store } from './store/types.js'
@@ -21,6 +22,8 @@ export interface Gateway {
   readonly broker: Broker
   /** Undefined when the config has no `serial:` ports. */
   readonly serial: SerialBridge | undefined
+  /** One per `upstream:` entry. */
+  readonly upstream: readonly UpstreamBridge[]
   addresses(): AddressInfo[]
   /** Stops accepting, closes every client, flushes the store. Safe to call twice. */
   close(reason?: string): Promise<void>
@@ -43,8 +46,16 @@ export async function startGateway(config: OutpostConfig, log: Logger, options: 
   const listeners: TcpListener[] = []
   const addresses: AddressInfo[] = []
   let serial: SerialBridge | undefined
+  const upstream: UpstreamBridge[] = []
   try {
     await broker.start()
+    // Before any listener opens: the outboxes take over their stored sessions before a network
+    // client could, and nothing published locally is missed by an `out` rule.
+    for (const u of config.upstream) {
+      const bridge = new UpstreamBridge(broker, u, config.gatewayId, log.child({ component: 'upstream' }))
+      upstream.push(bridge)
+      await bridge.start()
+    }
     // Ports that are missing or failing do not stop the start: they wait and retry on their own.
     if (config.serial.length > 0) {
       serial = new SerialBridge(broker, config.serial, log.child({ component: 'serial' }))
@@ -58,6 +69,7 @@ export async function startGateway(config: OutpostConfig, log: Logger, options: 
   } catch (err) {
     await Promise.all(listeners.map((l) => l.close()))
     await serial?.close()
+    await Promise.all(upstream.map((u) => u.close()))
     await broker.close()
     await store.close()
     throw err
@@ -67,12 +79,15 @@ export async function startGateway(config: OutpostConfig, log: Logger, options: 
   return {
     broker,
     serial,
+    upstream,
     addresses: () => [...addresses],
     close(reason?: string): Promise<void> {
       closing ??= (async () => {
         const stopped = Promise.all(listeners.map((l) => l.close()))
         // Before the broker closes, so `offline` and `stopped` reach the store and subscribers.
         await serial?.close()
+        // After the serial ports: their last `offline` messages are in the outboxes by then.
+        await Promise.all(upstream.map((u) => u.close()))
         await broker.close(reason)
         await stopped
         await store.close()

@@ -81,6 +81,8 @@ max_awaiting_rel: 5
 await_rel_timeout: 60
 store:
   max_bytes: 5000000
+gateway_id: pi-kitchen
+upstream: []
 `
     const expected: OutpostConfig = {
       listeners: [
@@ -116,6 +118,8 @@ store:
       awaitRelTimeout: 60,
       store: { maxBytes: 5000000 },
       serial: [],
+      gatewayId: 'pi-kitchen',
+      upstream: [],
     }
     assert.deepEqual(parseConfigText(text, FILE), expected)
   })

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs'
 import { test } from 'node:test'
 import { parseConfigText } from '../src/config/load.js'
 import { SERIAL_DEVICE_KEYS, SERIAL_FIELD_KEYS, SERIAL_KEYS, SERIAL_LINES_KEYS, SERIAL_USB_KEYS } from '../src/config/serial-validate.js'
+import { UPSTREAM_KEYS, UPSTREAM_TLS_KEYS, UPSTREAM_TOPIC_KEYS } from '../src/config/upstream-validate.js'
 import { CONFIG_KEYS, LISTENER_KEYS } from '../src/config/validate.js'
 import { ERROR_CODES } from '../src/errors.js'
 
@@ -36,6 +37,23 @@ test("README's serial example is a valid config", () => {
   assert.ok(example !== undefined, 'no yaml block under ### Serial ports')
   const serial = parseConfigText(example, 'README.md').serial
   assert.deepEqual(serial.map((p) => [p.name, p.framing]), [['kitchen', 'lines'], ['ttyACM0', 'outpost-link']])
+})
+
+test('README documents every key of an upstream entry', () => {
+  const rows = [
+    ...UPSTREAM_KEYS.map((k) => `upstream[].${k}`),
+    ...UPSTREAM_TLS_KEYS.map((k) => `upstream[].tls.${k}`),
+    ...UPSTREAM_TOPIC_KEYS.map((k) => `upstream[].topics[].${k}`),
+  ]
+  for (const row of rows) assert.ok(readme.includes(`| \`${row}\` |`), row)
+})
+
+test("README's upstream example is a valid config", () => {
+  const example = /### Upstream bridges[\s\S]*?```yaml\n([\s\S]*?)```/.exec(readme)?.[1]
+  assert.ok(example !== undefined, 'no yaml block under ### Upstream bridges')
+  const config = parseConfigText(example, 'README.md')
+  assert.equal(config.gatewayId, 'pi-kitchen')
+  assert.deepEqual(config.upstream.map((u) => [u.name, u.topics.length]), [['cloud', 3], ['iot.example.net', 1]])
 })
 
 test('README and .ci/run agree on the test command', () => {

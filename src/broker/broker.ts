@@ -4,11 +4,11 @@ import { MemoryStore } from '../store/memory.js'
 import type { SessionRecord, Store, StoreOp } from '../store/types.js'
 import { Connection } from './connection.js'
 import { Decoder } from './decoder.js'
-import { InternalClient, type InternalMessageHandler } from './internal-client.js'
+import { InternalClient, type InternalClientOptions, type InternalMessageHandler } from './internal-client.js'
 import { ReasonCode } from './protocol-error.js'
 import { PublishEncoder4 } from './publish-encoder.js'
 import { PAGE } from './outbound-queue.js'
-import { Session, type Queued, type SessionEvents, type SessionJournal, type Throttle } from './session.js'
+import { Session, type Queued, type SessionEvents, type SessionJournal, type SessionLimits, type Throttle } from './session.js'
 import { pickMember } from './shared.js'
 import { BrokerStats } from './stats.js'
 import { SubscriptionTree, type SharedGroup, type SubscriptionOptions } from './subscription-tree.js'
@@ -553,15 +553,35 @@ export class Broker {
   /**
    * A client inside the process (serial bridge, upstream bridge): same routing, sessions and
    * QoS handling as a network client, with a callback in place of a socket.
+   *
+   * With `persistent`, the session is kept in the store like a persistent network client's: what
+   * its subscriptions match while it is paused, or while the process is down, waits on disk in
+   * its queue. That is the upstream bridge's outbox. A persistent session restored from the
+   * store at start is taken over here, with its queue and unacknowledged messages.
    */
-  createInternalClient(clientId: string, onMessage?: InternalMessageHandler): InternalClient {
-    if (this.#sessions.has(clientId)) throw new Error(`client id ${clientId} is already in use`)
-    const session = this.#newSession(clientId, true)
-    this.#sessions.set(clientId, session)
+  createInternalClient(clientId: string, onMessage?: InternalMessageHandler, options: InternalClientOptions = {}): InternalClient {
+    const persistent = options.persistent === true
+    const limits: SessionLimits = { ...this.config, ...options.limits }
+    let session = this.#sessions.get(clientId)
+    if (session !== undefined && (!persistent || session.clean || session.online || this.#internal.has(clientId))) {
+      throw new Error(`client id ${clientId} is already in use`)
+    }
+    if (session === undefined) {
+      session = new Session(clientId, !persistent, limits, this.#sessionEvents, this.#journal)
+      this.#sessions.set(clientId, session)
+    } else {
+      session.setLimits(limits)
+    }
+    if (persistent) {
+      session.expiryInterval = NEVER
+      session.expiresAt = undefined
+    }
+    const own = session
     this.#internal.add(clientId)
-    return new InternalClient(this, session, onMessage, () => {
+    return new InternalClient(this, own, onMessage, options, () => {
       this.#internal.delete(clientId)
-      this.#discard(session)
+      // A persistent internal session outlives its client, as a network one outlives its socket.
+      if (own.clean) this.#discard(own)
     })
   }
 

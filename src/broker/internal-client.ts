@@ -1,5 +1,6 @@
 import type { Broker } from './broker.js'
-import type { Outlet, Session } from './session.js'
+import type { Outlet, Session, SessionLimits } from './session.js'
+import type { SubscriptionOptions } from './subscription-tree.js'
 import type { Message, MessageProperties, QoS } from './types.js'
 
 /**
@@ -18,25 +19,84 @@ export interface InternalPublishOptions {
   expiryInterval?: number
 }
 
+export interface InternalClientOptions {
+  /** Keep the session (subscriptions, queue, unacknowledged messages) in the store across restarts. */
+  persistent?: boolean
+  /** Limits instead of the broker's: an outbox's caps, window and publisher holding. */
+  limits?: Partial<SessionLimits>
+  /** Start paused: messages queue (on disk when persistent) until `resume()`. */
+  paused?: boolean
+  /** While this says true, QoS 0 deliveries are dropped and counted, as for a backed-up socket. */
+  congested?: () => boolean
+}
+
 /** A client living in the same process, with the same session machinery as a network client. */
 export class InternalClient implements Outlet {
   readonly clientId: string
-  readonly congested = false
-  /** Handlers acknowledge by resolving, so the window is the broker's own `max_inflight`. */
+  /** Handlers acknowledge by resolving, so the window is the session's `max_inflight`. */
   readonly receiveMaximum = 65_535
   readonly #broker: Broker
   readonly #session: Session
   readonly #onMessage: InternalMessageHandler | undefined
   readonly #onClose: () => void
+  readonly #congested: (() => boolean) | undefined
   #closed = false
+  #paused: boolean
 
-  constructor(broker: Broker, session: Session, onMessage: InternalMessageHandler | undefined, onClose: () => void) {
+  constructor(broker: Broker, session: Session, onMessage: InternalMessageHandler | undefined, options: InternalClientOptions, onClose: () => void) {
     this.clientId = session.clientId
     this.#broker = broker
     this.#session = session
     this.#onMessage = onMessage
     this.#onClose = onClose
-    session.attach(this)
+    this.#congested = options.congested
+    this.#paused = options.paused === true
+    if (!this.#paused) session.attach(this)
+  }
+
+  get congested(): boolean {
+    return this.#congested?.() ?? false
+  }
+
+  /** Filters this client is subscribed to (a persistent one may have some from before a restart). */
+  get subscriptions(): string[] {
+    return [...this.#session.subscriptions.keys()]
+  }
+
+  /** Messages waiting in the queue and in flight, and the queue's payload bytes. */
+  get backlog(): { messages: number; bytes: number } {
+    return { messages: this.#session.queuedCount + this.#session.inflightCount, bytes: this.#session.queuedBytes }
+  }
+
+  /** When the oldest message waiting (in flight or queued) was received. */
+  get oldestReceivedAt(): number | undefined {
+    return this.#session.oldestReceivedAt
+  }
+
+  /** Messages this session dropped (full queue, expiry) since it was created. */
+  get dropped(): number {
+    return this.#session.droppedCount
+  }
+
+  get paused(): boolean {
+    return this.#paused
+  }
+
+  /**
+   * Stops deliveries: what arrives queues (on disk when persistent), and messages in flight stay
+   * unacknowledged, to be sent again by `resume()`, like a persistent client that went offline.
+   */
+  pause(): void {
+    if (this.#paused || this.#closed) return
+    this.#paused = true
+    this.#session.detach(this)
+  }
+
+  /** Sends again what was in flight (in order, flagged DUP), then the queue, within the window. */
+  resume(): void {
+    if (!this.#paused || this.#closed) return
+    this.#paused = false
+    this.#session.attach(this)
   }
 
   /** Resolves once the message is routed and, at QoS 1/2, stored; never rejects (a failure is logged). */
@@ -50,6 +110,7 @@ export class InternalClient implements Outlet {
       origin: this.clientId,
       properties: options.properties,
       expiresAt: options.expiryInterval === undefined ? undefined : Date.now() + options.expiryInterval * 1000,
+      receivedAt: Date.now(),
     }
     this.#broker.stats.publishReceived++
     return this.#broker.publish(message).then(
@@ -58,16 +119,25 @@ export class InternalClient implements Outlet {
     )
   }
 
-  async subscribe(filter: string, qos: QoS = 0): Promise<void> {
-    const options = { qos }
-    const isNew = this.#broker.subscribe(this.#session, filter, options)
-    await this.#broker.sendRetained(this.#session, [{ filter, options, isNew }])
+  /**
+   * Options as a v5 client would set them: `noLocal` keeps this client's own publications from
+   * coming back to it [MQTT-3.8.3-3] (a bridge never sends back out what it brought in),
+   * `retainAsPublished` keeps the retain flag on live messages, `retainHandling` 1 sends retained
+   * messages only for a subscription the session did not have yet [MQTT-3.3.1-10].
+   */
+  async subscribe(filter: string, qos: QoS = 0, options: Omit<SubscriptionOptions, 'qos'> = {}): Promise<void> {
+    const subOptions: SubscriptionOptions = { ...options, qos }
+    const isNew = this.#broker.subscribe(this.#session, filter, subOptions)
+    if (!this.#session.clean) await this.#broker.persistSession(this.#session)
+    await this.#broker.sendRetained(this.#session, [{ filter, options: subOptions, isNew }])
   }
 
-  unsubscribe(filter: string): void {
+  async unsubscribe(filter: string): Promise<void> {
     this.#broker.unsubscribe(this.#session, filter)
+    if (!this.#session.clean) await this.#broker.persistSession(this.#session)
   }
 
+  /** Detaches; a persistent session stays (and keeps queueing), a clean one ends. */
   close(): void {
     if (this.#closed) return
     this.#closed = true

@@ -40,6 +40,11 @@ export interface SessionLimits {
   queueQos0Messages: boolean
   /** A full queue drops its oldest message for the new one, or refuses the new one. */
   queueFullPolicy: 'drop_oldest' | 'reject_new'
+  /**
+   * Whether a connected session that falls behind holds its publishers (default true). An
+   * outbox that is meant to grow on disk (the upstream bridge) must not slow local clients.
+   */
+  holdPublishers?: boolean
 }
 
 export type DropReason = 'queue-full' | 'congested' | 'expired' | 'too-large'
@@ -121,8 +126,8 @@ export class Session {
   /** When the queue last went above the high-water mark; undefined while below it. */
   #highSince: number | undefined
   #stalled = false
-  readonly #highWater: number
-  readonly #limits: SessionLimits
+  #highWater: number
+  #limits: SessionLimits
   readonly #events: SessionEvents
   readonly #journal: SessionJournal
   /** Next store key for this client's queue; only grows. */
@@ -144,6 +149,12 @@ export class Session {
     this.#highWater = limits.maxQueuedMessages > 0 ? Math.max(1, Math.ceil(limits.maxQueuedMessages / 2)) : 1000
   }
 
+  /** Replaces the limits (a persistent internal session restored at start gets its owner's). */
+  setLimits(limits: SessionLimits): void {
+    this.#limits = limits
+    this.#highWater = limits.maxQueuedMessages > 0 ? Math.max(1, Math.ceil(limits.maxQueuedMessages / 2)) : 1000
+  }
+
   get online(): boolean {
     return this.#outlet !== undefined
   }
@@ -154,6 +165,22 @@ export class Session {
 
   get queuedCount(): number {
     return this.#queue.count
+  }
+
+  /** When the oldest message waiting here (in flight or first in the queue) was received; undefined when none or unknown. */
+  get oldestReceivedAt(): number | undefined {
+    let oldest: number | undefined
+    for (const f of this.#inflight.values()) {
+      const at = f.message.receivedAt
+      if (at !== undefined && (oldest === undefined || at < oldest)) oldest = at
+    }
+    const head = this.#queue.peek()?.message.receivedAt
+    return head !== undefined && (oldest === undefined || head < oldest) ? head : oldest
+  }
+
+  /** Payload bytes in the queue (in memory and on disk), not counting messages in flight. */
+  get queuedBytes(): number {
+    return this.#queue.bytes
   }
 
   /**
@@ -211,7 +238,7 @@ export class Session {
       return false
     }
     this.#enqueue(item)
-    return outlet !== undefined && item.qos > 0 && this.#backedUp()
+    return outlet !== undefined && item.qos > 0 && this.#limits.holdPublishers !== false && this.#backedUp()
   }
 
   /**

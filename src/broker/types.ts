@@ -20,6 +20,8 @@ export interface Message {
   readonly properties?: MessageProperties
   /** Unix ms when its Message Expiry Interval runs out; it is not delivered after that [MQTT-3.3.2-5]. */
   readonly expiresAt?: number
+  /** Unix ms when the broker took it in: the age of a queued message (an outbox's oldest). */
+  readonly receivedAt?: number
 }
 
 /** The MQTT 5 PUBLISH properties a server passes on unchanged [MQTT-3.3.2-4] [MQTT-3.3.2-15] [MQTT-3.3.2-16] [MQTT-3.3.2-18] [MQTT-3.3.2-20]. */

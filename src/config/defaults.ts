@@ -1,5 +1,7 @@
+import { hostname } from 'node:os'
 import type { PortSelector } from '../serial/resolve.js'
 import type { SerialPortConfig } from './serial-types.js'
+import type { UpstreamConfig } from './upstream-types.js'
 import type { OutpostConfig } from './types.js'
 
 /** The embedded default: what `outpost` with no arguments runs. */
@@ -37,6 +39,8 @@ export function defaultConfig(): OutpostConfig {
     durability: 'sync',
     store: { maxBytes: 0 },
     serial: [],
+    gatewayId: defaultGatewayId(),
+    upstream: [],
   }
 }
 
@@ -79,5 +83,37 @@ export function defaultSerialPort(name: string, selector: PortSelector): SerialP
     commandArgs: {},
     commandLine: '{command} {payload}',
     homeassistant: false,
+  }
+}
+
+/** The host name as one topic level and client id part: `/`, `+`, `#` and spaces become `-`. */
+export function defaultGatewayId(): string {
+  return hostname().replace(/[/+#\s]/g, '-') || 'outpost'
+}
+
+/**
+ * One `upstream:` entry with nothing but its URL given: a persistent MQTT 3.1.1 session, nothing
+ * forwarded until `topics` says what, an outbox of up to a million messages on disk.
+ */
+export function defaultUpstream(name: string, url: string): UpstreamConfig {
+  return {
+    name,
+    url,
+    clientId: 'outpost-{gateway_id}',
+    username: undefined,
+    password: undefined,
+    protocolVersion: 4,
+    keepalive: 60,
+    cleanSession: false,
+    tls: { caFile: undefined, certFile: undefined, keyFile: undefined, serverName: undefined, verify: true },
+    topics: [],
+    prefix: '',
+    reconnectMin: 1,
+    reconnectMax: 60,
+    maxInflight: 100,
+    maxQueuedMessages: 1_000_000,
+    maxQueuedBytes: 0,
+    queueFullPolicy: 'drop_oldest',
+    notificationTopic: 'outpost/{gateway_id}/bridge/{name}/state',
   }
 }

@@ -108,6 +108,48 @@ export const string: Rule<string> = {
   accepts: (v): v is string => typeof v === 'string',
 }
 
+/** For a string value that YAML read as a number or boolean (`password: 123456`). */
+export function quoteIt(v: unknown): string | undefined {
+  return typeof v === 'number' || typeof v === 'boolean' ? `quote it: YAML read a ${typeof v}` : undefined
+}
+
+/** The longest string MQTT can carry (client ids, user names, passwords, topics): a 16-bit length. */
+export const MQTT_MAX_STRING_BYTES = 65535
+
+/** A string of at most `maxBytes` UTF-8 bytes, optionally non-empty; numbers get a "quote it" hint. */
+export function utf8String(maxBytes: number, nonEmpty: boolean): Rule<string> {
+  return {
+    expected: `a ${nonEmpty ? 'non-empty ' : ''}string of at most ${maxBytes} bytes`,
+    accepts: (v): v is string => typeof v === 'string' && (!nonEmpty || v !== '') && Buffer.byteLength(v) <= maxBytes,
+    hint: quoteIt,
+  }
+}
+
+/** A name that goes into topics as one level (and into client ids): `gateway_id`. */
+export const topicLevelName: Rule<string> = {
+  expected: 'a non-empty name without /, +, # or spaces',
+  accepts: (v): v is string => typeof v === 'string' && /^[^\s/+#\u0000]+$/.test(v),
+  hint: quoteIt,
+}
+
+/** Names that appear in logs, `$SYS` and topics: bridge names. */
+export const simpleName: Rule<string> = {
+  expected: 'a name of letters, digits, _, . and -',
+  accepts: (v): v is string => typeof v === 'string' && /^[A-Za-z0-9_.-]+$/.test(v),
+}
+
+/** Why `text` is not a valid MQTT topic filter (a topic without wildcards is one too), or undefined. */
+export function topicFilterProblem(text: string): string | undefined {
+  if (text.includes('\u0000')) return 'a topic cannot contain U+0000'
+  if (Buffer.byteLength(text) > MQTT_MAX_STRING_BYTES) return `longer than ${MQTT_MAX_STRING_BYTES} bytes`
+  const levels = text.split('/')
+  for (const [i, level] of levels.entries()) {
+    if (level.includes('#') && (level !== '#' || i !== levels.length - 1)) return '# must be the last level and alone in it, as in sensors/#'
+    if (level.includes('+') && level !== '+') return '+ must fill a whole level, as in sensors/+/temperature'
+  }
+  return undefined
+}
+
 export const qos: Rule<0 | 1 | 2> = {
   expected: '0, 1 or 2',
   accepts: (v): v is 0 | 1 | 2 => v === 0 || v === 1 || v === 2,

@@ -4,6 +4,7 @@
  */
 import type { ShareStrategy } from '../broker/shared.js'
 import type { SerialPortConfig } from './serial-types.js'
+import type { UpstreamConfig } from './upstream-types.js'
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
 
@@ -70,6 +71,10 @@ export interface OutpostConfig {
   store: StoreConfig
   /** Serial ports bridged to MQTT; empty = none. */
   serial: SerialPortConfig[]
+  /** This gateway's name towards the cloud: `{gateway_id}` in upstream client ids, prefixes and topics. Default the host name. */
+  gatewayId: string
+  /** Cloud brokers to forward to (store-and-forward); empty = none. */
+  upstream: UpstreamConfig[]
 }
 
 export interface StoreConfig {

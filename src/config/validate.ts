@@ -14,10 +14,12 @@ import {
   qos,
   string,
   protocol,
+  topicLevelName,
   type Rule,
 } from './rules.js'
 import { SHARE_STRATEGIES } from '../broker/shared.js'
 import { readSerial } from './serial-validate.js'
+import { readUpstream } from './upstream-validate.js'
 import { suggest } from './suggest.js'
 import type { ListenerConfig, OutpostConfig, StoreConfig } from './types.js'
 
@@ -117,6 +119,8 @@ const TOP_LEVEL_FIELDS: Readonly<Record<string, FieldSpec<OutpostConfig>>> = {
   durability: scalar(oneOf(['sync', 'os'] as const), (c, v) => { c.durability = v }),
   store: { read: readStore },
   serial: { read: readSerial },
+  gateway_id: scalar(topicLevelName, (c, v) => { c.gatewayId = v }),
+  upstream: { read: readUpstream },
 }
 
 const STORE_FIELDS: Readonly<Record<string, FieldSpec<StoreConfig>>> = {

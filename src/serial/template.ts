@@ -4,7 +4,7 @@
  * filter and matched against incoming command topics.
  */
 
-export type Placeholder = 'port' | 'device' | 'field' | 'command' | 'payload'
+export type Placeholder = 'port' | 'device' | 'field' | 'command' | 'payload' | 'gateway_id' | 'name'
 export type Vars = Partial<Record<Placeholder, string>>
 
 type Part = { text: string } | { name: Placeholder }

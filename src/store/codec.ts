@@ -48,33 +48,39 @@ const M_RETAIN = 0x04
 const M_ORIGIN = 0x08
 const M_PROPERTIES = 0x10
 const M_EXPIRES = 0x20
+// Added after format 1 shipped: older records simply lack it, so the format version stays.
+const M_RECEIVED = 0x40
 
 function writeMessage(m: Message): void {
   let flags = m.qos | (m.retain ? M_RETAIN : 0)
   if (m.origin !== undefined) flags |= M_ORIGIN
   if (m.properties !== undefined) flags |= M_PROPERTIES
   if (m.expiresAt !== undefined) flags |= M_EXPIRES
+  if (m.receivedAt !== undefined) flags |= M_RECEIVED
   w.u8(flags)
   w.string(m.topic)
   w.bytes(m.payload)
   if (m.origin !== undefined) w.string(m.origin)
   if (m.properties !== undefined) writeProperties(m.properties)
   if (m.expiresAt !== undefined) w.varuint(m.expiresAt, 'expiresAt')
+  if (m.receivedAt !== undefined) w.varuint(m.receivedAt, 'receivedAt')
 }
 
 function readMessage(r: Reader): Message {
   const flags = r.u8()
-  if ((flags & 0xc0) !== 0) r.fail(`unknown message flags 0x${flags.toString(16)}`)
+  if ((flags & 0x80) !== 0) r.fail(`unknown message flags 0x${flags.toString(16)}`)
   const q = qos(flags & 0x03, r)
   const topic = r.string()
   const payload = r.bytes()
   const origin = (flags & M_ORIGIN) !== 0 ? r.string() : undefined
   const properties = (flags & M_PROPERTIES) !== 0 ? readProperties(r) : undefined
   const expiresAt = (flags & M_EXPIRES) !== 0 ? r.varuint() : undefined
+  const receivedAt = (flags & M_RECEIVED) !== 0 ? r.varuint() : undefined
   const m: { -readonly [K in keyof Message]: Message[K] } = { topic, payload, qos: q, retain: (flags & M_RETAIN) !== 0 }
   if (origin !== undefined) m.origin = origin
   if (properties !== undefined) m.properties = properties
   if (expiresAt !== undefined) m.expiresAt = expiresAt
+  if (receivedAt !== undefined) m.receivedAt = receivedAt
   return m
 }
 

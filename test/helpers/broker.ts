@@ -3,7 +3,7 @@ import { connect as netConnect, createServer, type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { TestContext } from 'node:test'
-import { pino } from 'pino'
+import { pino, type Logger } from 'pino'
 import { Broker, type BrokerHooks } from '../../src/broker/broker.js'
 import { defaultConfig } from '../../src/config/defaults.js'
 import type { OutpostConfig } from '../../src/config/types.js'
@@ -67,7 +67,7 @@ export function pipeClient(t: TestContext, broker: Broker, protocolVersion: 3 | 
 }
 
 /** A full gateway on a real TCP port 0. */
-export async function tcpGateway(t: TestContext, overrides: Partial<OutpostConfig> = {}): Promise<{ port: number; broker: Broker; gateway: Gateway }> {
+export async function tcpGateway(t: TestContext, overrides: Partial<OutpostConfig> = {}, log: Logger = pino({ level: 'silent' })): Promise<{ port: number; broker: Broker; gateway: Gateway; dataDir: string }> {
   const dataDir = mkdtempSync(join(tmpdir(), 'outpost-test-'))
   t.after(() => rmSync(dataDir, { recursive: true, force: true }))
   const config: OutpostConfig = {
@@ -77,8 +77,8 @@ export async function tcpGateway(t: TestContext, overrides: Partial<OutpostConfi
     ...overrides,
     listeners: [{ protocol: 'mqtt', port: 0, bind: '127.0.0.1' }],
   }
-  const gw = await startGateway(config, pino({ level: 'silent' }))
+  const gw = await startGateway(config, log)
   t.after(() => gw.close())
   const addr = gw.addresses()[0] as AddressInfo
-  return { port: addr.port, broker: gw.broker, gateway: gw }
+  return { port: addr.port, broker: gw.broker, gateway: gw, dataDir }
 }

@@ -34,6 +34,14 @@ export class Inbox {
     return waitOn(this.#events, 'message', () => this.messages.find(match), timeoutMs, () => `${what}; got ${JSON.stringify(this.messages)}`)
   }
 
+  /**
+   * Resolves when `check()` holds, re-checked once per message. For counts over many messages,
+   * where `waitFor` (one predicate call per message held, per arrival) would be quadratic.
+   */
+  waitUntil(check: () => boolean, what: string | (() => string), timeoutMs = WAIT_MS): Promise<void> {
+    return waitOn(this.#events, 'message', () => (check() ? true : undefined), timeoutMs, typeof what === 'string' ? what : what).then(() => undefined)
+  }
+
   /** Messages on `topic`, excluding the sentinel payload. */
   on(topic: string, except = 'sentinel'): Received[] {
     return this.messages.filter((m) => m.topic === topic && m.payload !== except)

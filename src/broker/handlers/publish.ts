@@ -59,6 +59,7 @@ export function handlePublish(conn: Connection, packet: Publish5): void {
     properties,
     // An interval of 0 is taken as none, as Mosquitto does.
     expiresAt: expiry === undefined || expiry === 0 ? undefined : Date.now() + expiry * 1000,
+    receivedAt: Date.now(),
   }
   if (qos === 2) {
     // Held until PUBREL; a retransmission with the same id is acknowledged again but published

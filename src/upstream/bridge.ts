@@ -1,0 +1,272 @@
+/**
+ * One upstream bridge: store-and-forward to a cloud broker.
+ *
+ * The outbox is a persistent internal session of the broker. Its subscriptions are the `out`
+ * rules, so a local PUBLISH that matches is written to its queue in the same LevelDB batch as
+ * everything else the PUBLISH changes, before the publisher gets its PUBACK. The session is
+ * paused while the link is down (the queue grows on disk, paged, with the bridge's caps) and
+ * resumed when it is up: messages in flight are sent again first, then the queue in order,
+ * with `max_inflight` unacknowledged at a time. A message leaves the outbox when the cloud's
+ * PUBACK / PUBCOMP arrives; that is when the handler's promise resolves.
+ */
+import type { ISubscriptionMap, MqttClient } from 'mqtt'
+import type { IPublishPacket } from 'mqtt-packet'
+import type { Logger } from 'pino'
+import type { Broker } from '../broker/broker.js'
+import type { InternalClient } from '../broker/internal-client.js'
+import type { Message, MessageProperties, QoS } from '../broker/types.js'
+import type { UpstreamConfig } from '../config/upstream-types.js'
+import { EchoFilter } from './echo.js'
+import type { Failure } from './explain.js'
+import { UpstreamLink } from './link.js'
+import { compileRules, incoming, outgoing, render, toLocal, toRemote, type CompiledRule } from './rules.js'
+
+export interface BridgeStats {
+  state: 'connected' | 'connecting' | 'disconnected'
+  backlogMessages: number
+  backlogBytes: number
+  /** Seconds since the oldest message waiting was received; 0 when none. */
+  oldestAgeSeconds: number
+  reconnects: number
+  dropped: number
+  sent: number
+  received: number
+  echoes: number
+}
+
+export class UpstreamBridge {
+  readonly config: UpstreamConfig
+  readonly #broker: Broker
+  readonly #log: Logger
+  readonly #rules: CompiledRule[]
+  readonly #link: UpstreamLink
+  readonly #notification: string | undefined
+  readonly #echo = new EchoFilter()
+  #outbox: InternalClient | undefined
+  /** Bumped at every link change: an acknowledgement from an earlier connection is stale. */
+  #generation = 0
+  #sent = 0
+  #received = 0
+  #drainStart: { at: number; backlog: number } | undefined
+
+  constructor(broker: Broker, config: UpstreamConfig, gatewayId: string, log: Logger) {
+    this.config = config
+    this.#broker = broker
+    this.#log = log.child({ bridge: config.name })
+    const vars = { gatewayId, name: config.name }
+    this.#rules = compileRules(config.topics, render(config.prefix, vars))
+    this.#notification = config.notificationTopic === '' ? undefined : render(config.notificationTopic, vars)
+    this.#link = new UpstreamLink({ config, clientId: render(config.clientId, vars), willTopic: this.#notification, log: this.#log })
+    this.#link.on('up', (client) => void this.#up(client))
+    this.#link.on('down', (failure) => this.#down(failure))
+  }
+
+  /** The outbox's client id: stable, so a restart finds its queue in the store. */
+  get outboxId(): string {
+    return `$bridge/${this.config.name}`
+  }
+
+  async start(): Promise<void> {
+    const c = this.config
+    const outbox = this.#broker.createInternalClient(this.outboxId, (m, qos, retain) => this.#forward(m, qos, retain), {
+      persistent: true,
+      paused: true,
+      limits: {
+        maxInflight: c.maxInflight,
+        maxQueuedMessages: c.maxQueuedMessages,
+        maxQueuedBytes: c.maxQueuedBytes,
+        queueFullPolicy: c.queueFullPolicy,
+        // Store-and-forward means QoS 0 too: a reading published while the uplink is down still goes up later.
+        queueQos0Messages: true,
+        // The outbox is meant to grow on disk while the cloud is away; local clients must not feel it.
+        holdPublishers: false,
+      },
+      // QoS 0 while MQTT.js's socket is backed up is dropped and counted, as for a slow network client.
+      congested: () => (this.#link.client?.stream.writableNeedDrain ?? false),
+    })
+    this.#outbox = outbox
+    const wanted = new Map<string, QoS>()
+    for (const r of this.#rules.filter(outgoing)) wanted.set(r.localFilter, Math.max(wanted.get(r.localFilter) ?? 0, r.qos) as QoS)
+    // Rules removed from the config since the last run stop feeding the outbox; what they queued still goes.
+    for (const filter of outbox.subscriptions) if (!wanted.has(filter)) await outbox.unsubscribe(filter)
+    for (const [filter, qos] of wanted) {
+      // noLocal: what this bridge brought in never goes back out through it. Retained messages go
+      // up once, when a rule is new; after that their changes travel as live messages.
+      await outbox.subscribe(filter, qos, { noLocal: true, retainAsPublished: true, retainHandling: 1 })
+    }
+    const backlog = outbox.backlog
+    if (backlog.messages > 0) this.#log.info({ messages: backlog.messages, bytes: backlog.bytes }, 'outbox restored from the store')
+    this.#notifyLocal('offline')
+    this.#link.start()
+    this.#broker.addSysSource(() => this.#sys())
+  }
+
+  async close(): Promise<void> {
+    this.#generation++
+    this.#outbox?.pause()
+    await this.#link.close(this.#notification === undefined ? undefined : { topic: this.#notification, payload: 'offline' })
+    this.#notifyLocal('offline')
+    this.#outbox?.close()
+  }
+
+  stats(): BridgeStats {
+    const outbox = this.#outbox
+    const backlog = outbox?.backlog ?? { messages: 0, bytes: 0 }
+    const oldest = outbox?.oldestReceivedAt
+    const state = this.#link.state
+    return {
+      state: state === 'up' ? 'connected' : state === 'connecting' ? 'connecting' : 'disconnected',
+      backlogMessages: backlog.messages,
+      backlogBytes: backlog.bytes,
+      oldestAgeSeconds: oldest === undefined ? 0 : Math.max(0, Math.round((Date.now() - oldest) / 1000)),
+      reconnects: this.#link.reconnects,
+      dropped: outbox?.dropped ?? 0,
+      sent: this.#sent,
+      received: this.#received,
+      echoes: this.#echo.suppressed,
+    }
+  }
+
+  async #up(client: MqttClient): Promise<void> {
+    const generation = ++this.#generation
+    client.handleMessage = (packet, done) => this.#incoming(packet, done)
+    const ins = this.#rules.filter(incoming)
+    if (ins.length > 0) {
+      const v5 = this.config.protocolVersion === 5
+      try {
+        // nl (MQTT 5): the cloud does not echo back what we publish on a `both` rule.
+        const map: ISubscriptionMap = {}
+        for (const r of ins) map[r.remoteFilter] = { qos: Math.max(map[r.remoteFilter]?.qos ?? 0, r.qos) as QoS, ...(v5 ? { nl: true, rap: true } : {}) }
+        const granted = await client.subscribeAsync(map)
+        const refused = granted.filter((g) => g.qos === 128).map((g) => g.topic)
+        if (refused.length > 0) this.#log.warn({ filters: refused }, 'the upstream broker refused these subscriptions (its ACL?)')
+      } catch (err) {
+        this.#log.warn({ err }, 'upstream subscribe failed; the link is dropped and retried')
+        client.end(true)
+        return
+      }
+    }
+    if (generation !== this.#generation) return
+    if (this.#notification !== undefined) client.publish(this.#notification, 'online', { qos: 1, retain: true })
+    this.#notifyLocal('online')
+    const backlog = this.#outbox?.backlog.messages ?? 0
+    this.#drainStart = backlog > 0 ? { at: Date.now(), backlog } : undefined
+    if (backlog > 0) this.#log.info({ messages: backlog }, 'draining the outbox')
+    this.#outbox?.resume()
+  }
+
+  #down(failure: Failure): void {
+    this.#generation++
+    this.#outbox?.pause()
+    this.#notifyLocal('offline')
+    const backlog = this.#outbox?.backlog
+    this.#log.info({ reason: failure.reason, backlogMessages: backlog?.messages, backlogBytes: backlog?.bytes }, 'outbox paused; messages wait on disk')
+  }
+
+  /**
+   * The outbox's handler: publishes one message upstream. Resolving acknowledges it in the
+   * outbox (its store entry goes); a promise that never settles leaves it in flight, to be sent
+   * again when the outbox resumes on the next connection.
+   */
+  #forward(message: Message, qos: QoS, retain: boolean): Promise<void> | undefined {
+    const client = this.#link.client
+    const target = toRemote(this.#rules, message.topic)
+    if (target === undefined) return undefined // its rule was removed; nothing to send it as
+    if (client === undefined) return new Promise<void>(() => undefined)
+    const generation = this.#generation
+    if (target.rule.rule.direction === 'both') this.#echo.sent(target.topic, message.payload)
+    const options = { qos, retain, ...this.#properties(message) }
+    if (qos === 0) {
+      client.publish(target.topic, message.payload, options)
+      this.#sent++
+      return undefined
+    }
+    return new Promise<void>((resolve) => {
+      client.publish(target.topic, message.payload, options, (err) => {
+        // MQTT.js calls back with null or undefined on success.
+        if ((err !== undefined && err !== null) || generation !== this.#generation) return
+        this.#sent++
+        resolve()
+        // After the outbox has taken the acknowledgement (its then-handler runs first).
+        queueMicrotask(() => this.#drained())
+      })
+    })
+  }
+
+  /** A message from the cloud on an `in` rule: published locally; acknowledged upstream once stored. */
+  #incoming(packet: IPublishPacket, done: (err?: Error) => void): void {
+    const target = toLocal(this.#rules, packet.topic)
+    const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
+    if (target === undefined || this.#echo.isEcho(packet.topic, payload)) {
+      done()
+      return
+    }
+    this.#received++
+    const props = packet.properties
+    const properties: MessageProperties | undefined =
+      props === undefined
+        ? undefined
+        : {
+            ...(props.contentType === undefined ? {} : { contentType: props.contentType }),
+            ...(props.correlationData === undefined ? {} : { correlationData: props.correlationData }),
+            ...(props.payloadFormatIndicator === undefined ? {} : { payloadFormatIndicator: props.payloadFormatIndicator ? 1 : 0 }),
+          }
+    const outbox = this.#outbox
+    if (outbox === undefined) {
+      done()
+      return
+    }
+    void outbox
+      .publish(target.topic, payload, { qos: packet.qos, retain: packet.retain, ...(properties === undefined ? {} : { properties }), ...(props?.messageExpiryInterval === undefined ? {} : { expiryInterval: props.messageExpiryInterval }) })
+      .then(() => done())
+  }
+
+  #properties(m: Message): { properties?: NonNullable<IPublishPacket['properties']> } {
+    if (this.config.protocolVersion !== 5) return {}
+    const p = m.properties
+    const expiry = m.expiresAt === undefined ? undefined : Math.max(1, Math.ceil((m.expiresAt - Date.now()) / 1000))
+    if (p === undefined && expiry === undefined) return {}
+    const user: Record<string, string | string[]> = {}
+    for (const [k, v] of p?.userProperties ?? []) {
+      const prev = user[k]
+      user[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v]
+    }
+    return {
+      properties: {
+        ...(p?.contentType === undefined ? {} : { contentType: p.contentType }),
+        ...(p?.correlationData === undefined ? {} : { correlationData: p.correlationData }),
+        ...(p?.payloadFormatIndicator === undefined ? {} : { payloadFormatIndicator: p.payloadFormatIndicator === 1 }),
+        ...(p?.userProperties === undefined ? {} : { userProperties: user }),
+        ...(expiry === undefined ? {} : { messageExpiryInterval: expiry }),
+      },
+    }
+  }
+
+  #drained(): void {
+    const start = this.#drainStart
+    if (start === undefined || (this.#outbox?.backlog.messages ?? 0) > 0) return
+    this.#drainStart = undefined
+    const seconds = (Date.now() - start.at) / 1000
+    this.#log.info({ messages: start.backlog, seconds: Number(seconds.toFixed(2)), perSecond: Math.round(start.backlog / Math.max(seconds, 0.001)) }, 'outbox drained')
+  }
+
+  #notifyLocal(state: 'online' | 'offline'): void {
+    if (this.#notification === undefined || this.#outbox === undefined) return
+    void this.#outbox.publish(this.#notification, state, { qos: 1, retain: true })
+  }
+
+  #sys(): Record<string, string | number> {
+    const s = this.stats()
+    const base = `bridge/${this.config.name}`
+    return {
+      [`${base}/state`]: s.state,
+      [`${base}/backlog/messages`]: s.backlogMessages,
+      [`${base}/backlog/bytes`]: s.backlogBytes,
+      [`${base}/backlog/oldest-age`]: s.oldestAgeSeconds,
+      [`${base}/reconnects`]: s.reconnects,
+      [`${base}/dropped`]: s.dropped,
+      [`${base}/messages/sent`]: s.sent,
+      [`${base}/messages/received`]: s.received,
+    }
+  }
+}
