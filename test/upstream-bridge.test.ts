@@ -218,3 +218,4 @@ test('wrong CA, wrong name and wrong password: a log line that says what failed,
     assert.notEqual(s.bridge.stats().state, 'connected')
   }
 })
+

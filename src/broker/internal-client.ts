@@ -78,6 +78,11 @@ export class InternalClient implements Outlet {
     return this.#session.droppedCount
   }
 
+  /** Changes the in-flight window (an upstream's Receive Maximum may be lower than ours). */
+  setMaxInflight(n: number): void {
+    this.#session.setLimits({ ...this.#session.limits, maxInflight: Math.max(1, n) })
+  }
+
   get paused(): boolean {
     return this.#paused
   }

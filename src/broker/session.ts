@@ -149,6 +149,10 @@ export class Session {
     this.#highWater = limits.maxQueuedMessages > 0 ? Math.max(1, Math.ceil(limits.maxQueuedMessages / 2)) : 1000
   }
 
+  get limits(): SessionLimits {
+    return this.#limits
+  }
+
   /** Replaces the limits (a persistent internal session restored at start gets its owner's). */
   setLimits(limits: SessionLimits): void {
     this.#limits = limits

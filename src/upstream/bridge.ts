@@ -57,7 +57,7 @@ export class UpstreamBridge {
     this.#rules = compileRules(config.topics, render(config.prefix, vars))
     this.#notification = config.notificationTopic === '' ? undefined : render(config.notificationTopic, vars)
     this.#link = new UpstreamLink({ config, clientId: render(config.clientId, vars), willTopic: this.#notification, log: this.#log })
-    this.#link.on('up', (client) => void this.#up(client))
+    this.#link.on('up', (client, connack) => void this.#up(client, connack.properties?.receiveMaximum))
     this.#link.on('down', (failure) => this.#down(failure))
   }
 
@@ -127,7 +127,7 @@ export class UpstreamBridge {
     }
   }
 
-  async #up(client: MqttClient): Promise<void> {
+  async #up(client: MqttClient, receiveMaximum: number | undefined): Promise<void> {
     const generation = ++this.#generation
     client.handleMessage = (packet, done) => this.#incoming(packet, done)
     const ins = this.#rules.filter(incoming)
@@ -152,6 +152,8 @@ export class UpstreamBridge {
     const backlog = this.#outbox?.backlog.messages ?? 0
     this.#drainStart = backlog > 0 ? { at: Date.now(), backlog } : undefined
     if (backlog > 0) this.#log.info({ messages: backlog }, 'draining the outbox')
+    // An MQTT 5 broker may take fewer unacknowledged messages than max_inflight [MQTT-3.3.4-7].
+    this.#outbox?.setMaxInflight(Math.min(this.config.maxInflight, receiveMaximum ?? Number.POSITIVE_INFINITY))
     this.#outbox?.resume()
   }
 

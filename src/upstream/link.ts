@@ -6,7 +6,7 @@
  */
 import { EventEmitter } from 'node:events'
 import { readFileSync } from 'node:fs'
-import { connect, type IClientOptions, type MqttClient } from 'mqtt'
+import { connect, type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt'
 import type { Logger } from 'pino'
 import type { UpstreamConfig } from '../config/upstream-types.js'
 import { DecorrelatedJitter } from './backoff.js'
@@ -27,7 +27,7 @@ const STABLE_MS = 10_000
 /** While down, the reason is logged when it changes, and again at most this often. */
 const REPEAT_LOG_MS = 60_000
 
-export class UpstreamLink extends EventEmitter<{ up: [MqttClient]; down: [Failure] }> {
+export class UpstreamLink extends EventEmitter<{ up: [MqttClient, IConnackPacket]; down: [Failure] }> {
   readonly #o: LinkOptions
   readonly #backoff: DecorrelatedJitter
   #client: MqttClient | undefined
@@ -99,7 +99,7 @@ export class UpstreamLink extends EventEmitter<{ up: [MqttClient]; down: [Failur
     client.on('error', (err) => {
       failure = explain(err, new URL(this.#o.config.url).hostname)
     })
-    client.on('connect', () => {
+    client.on('connect', (connack) => {
       if (this.#client !== client) return
       this.#state = 'up'
       this.#upSince = Date.now()
@@ -107,7 +107,7 @@ export class UpstreamLink extends EventEmitter<{ up: [MqttClient]; down: [Failur
       this.#lastFailure = undefined
       this.#attempts = 0
       this.#o.log.info({ url: this.#o.config.url, clientId: this.#o.clientId, ...(downFor === undefined ? {} : { attempts: downFor }) }, 'upstream connected')
-      this.emit('up', client)
+      this.emit('up', client, connack)
     })
     client.on('close', () => {
       if (this.#client !== client) return
