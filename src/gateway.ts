@@ -6,7 +6,7 @@ import type { OutpostConfig } from './config/types.js'
 import { OutpostError } from './errors.js'
 import { TcpListener } from './listeners/tcp.js'
 import { SerialBridge } from './serial/bridge.js'
-import { UpstreamBridge } from './upstream/bridge.js'
+import { OUTBOX_PREFIX, UpstreamBridge } from './upstream/bridge.js'
 import { LevelStore, moveStoreAside } from './store/level.js'
 import { storeLocation } from './store/level-open.js'
 import type { Store } from './store/types.js'
@@ -55,6 +55,12 @@ export async function startGateway(config: OutpostConfig, log: Logger, options: 
       const bridge = new UpstreamBridge(broker, u, config.gatewayId, log.child({ component: 'upstream' }))
       upstream.push(bridge)
       await bridge.start()
+    }
+    // A bridge removed from the config would otherwise keep its outbox filling up forever.
+    for (const id of broker.sessionIdsWithPrefix(OUTBOX_PREFIX)) {
+      if (upstream.some((b) => b.outboxId === id)) continue
+      const dropped = broker.endOfflineSession(id)
+      log.warn({ outbox: id, droppedMessages: dropped }, 'removed the outbox of a bridge that is no longer configured')
     }
     // Ports that are missing or failing do not stop the start: they wait and retry on their own.
     if (config.serial.length > 0) {

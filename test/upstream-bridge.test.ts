@@ -28,9 +28,10 @@ interface Setup {
   logs: LogCapture
 }
 
-async function setup(t: TestContext, overrides: Partial<UpstreamConfig> | ((c: Certs) => Partial<UpstreamConfig>) = {}, cloudOptions: { users?: Record<string, string> } = {}): Promise<Setup> {
+async function setup(t: TestContext, overrides: Partial<UpstreamConfig> | ((c: Certs) => Partial<UpstreamConfig>) = {}, cloudOptions: { users?: Record<string, string>; expiredCert?: boolean } = {}): Promise<Setup> {
   const certs = await makeCerts(tempDir(t, 'outpost-certs-'))
-  const cloud = await startCloudBroker(t, { tls: { server: certs.server }, plain: true, logTypes: ['error', 'warning', 'notice', 'information'], extraConfig: ['max_inflight_messages 100'], ...cloudOptions })
+  const { expiredCert, ...rest } = cloudOptions
+  const cloud = await startCloudBroker(t, { tls: { server: expiredCert === true ? certs.expired : certs.server }, plain: true, logTypes: ['error', 'warning', 'notice', 'information'], extraConfig: ['max_inflight_messages 100'], ...rest })
   const logs = new LogCapture()
   const upstream: UpstreamConfig = {
     ...defaultUpstream('cloud', `mqtts://localhost:${cloud.tlsPort}`),
@@ -203,14 +204,15 @@ test('outbox cap reject_new: a v5 publisher past the cap gets PUBACK 0x97; the f
   assert.equal(s.bridge.stats().backlogMessages, 10)
 })
 
-test('wrong CA, wrong name and wrong password: a log line that says what failed, and the bridge keeps trying', async (t) => {
-  const cases: Array<{ name: string; overrides: (c: Certs) => Partial<UpstreamConfig>; users?: Record<string, string>; expect: RegExp }> = [
+test('wrong CA, wrong name, expired certificate and wrong password: a log line that says what failed, and the bridge keeps trying', async (t) => {
+  const cases: Array<{ name: string; overrides: (c: Certs) => Partial<UpstreamConfig>; users?: Record<string, string>; expired?: boolean; expect: RegExp }> = [
     { name: 'unknown CA', overrides: (c) => ({ tls: { caFile: c.otherCa.cert, certFile: undefined, keyFile: undefined, serverName: undefined, verify: true } }), expect: /not signed by a CA we trust/ },
     { name: 'wrong name', overrides: (c) => ({ tls: { caFile: c.ca.cert, certFile: undefined, keyFile: undefined, serverName: 'wrong.example.org', verify: true } }), expect: /certificate is not for/ },
+    { name: 'expired', overrides: () => ({}), expired: true, expect: /certificate has expired/ },
     { name: 'wrong password', overrides: () => ({ username: 'gw', password: 'nope' }), users: { gw: 'right' }, expect: /bad username or password|not authorized/ },
   ]
   for (const c of cases) {
-    const s = await setup(t, c.overrides, c.users === undefined ? {} : { users: c.users })
+    const s = await setup(t, c.overrides, { ...(c.users === undefined ? {} : { users: c.users }), ...(c.expired === true ? { expiredCert: true } : {}) })
     const line = await s.logs.waitFor((l) => l.msg === 'upstream connection failed', `${c.name}: a failure line`)
     assert.match(String(line.reason), c.expect, c.name)
     // Still trying: more attempts follow (logged at debug while the reason stays the same).
@@ -219,3 +221,23 @@ test('wrong CA, wrong name and wrong password: a log line that says what failed,
   }
 })
 
+
+test('restarts: the outbox survives a restart of the gateway; a bridge removed from the config takes its outbox with it', async (t) => {
+  const logs = new LogCapture()
+  const dataDir = tempDir(t, 'outpost-outbox-')
+  // Nothing listens on port 1: the link stays down and everything waits in the outbox.
+  const down = { ...defaultUpstream('gone', 'mqtt://127.0.0.1:1'), topics: [rule('sensors/#', 'out')], reconnectMin: 0.05, reconnectMax: 0.2 }
+  const first = await tcpGateway(t, { dataDir, upstream: [down] }, logs.logger)
+  const client = await connectAsync(`mqtt://127.0.0.1:${first.port}`, { reconnectPeriod: 0 })
+  await publishMany(client, 'sensors/seq', 10)
+  await client.endAsync()
+  await first.gateway.close()
+  const second = await tcpGateway(t, { dataDir, upstream: [down] }, logs.logger)
+  await logs.waitFor((l) => l.msg === 'outbox restored from the store' && l.messages === 10, 'the outbox restored')
+  assert.equal(second.gateway.upstream[0]?.stats().backlogMessages, 10)
+  await second.gateway.close()
+  const third = await tcpGateway(t, { dataDir, upstream: [] }, logs.logger)
+  const removed = await logs.waitFor((l) => l.msg === 'removed the outbox of a bridge that is no longer configured', 'the removal')
+  assert.deepEqual([removed.outbox, removed.droppedMessages], ['$bridge/gone', 10])
+  assert.deepEqual(third.broker.sessionIdsWithPrefix('$bridge/'), [])
+})

@@ -585,6 +585,24 @@ export class Broker {
     })
   }
 
+  /** Client ids of the sessions whose id starts with `prefix` (outboxes of bridges, found at start). */
+  sessionIdsWithPrefix(prefix: string): string[] {
+    return [...this.#sessions.keys()].filter((id) => id.startsWith(prefix))
+  }
+
+  /**
+   * Ends an offline session with everything it holds (an outbox whose bridge left the config);
+   * returns how many messages were dropped with it, or undefined if there is no such session or
+   * it is in use.
+   */
+  endOfflineSession(clientId: string): number | undefined {
+    const session = this.#sessions.get(clientId)
+    if (session === undefined || session.online || this.#internal.has(clientId)) return undefined
+    const dropped = session.queuedCount + session.inflightCount
+    this.#discard(session)
+    return dropped
+  }
+
   /** Stops accepting, closes every client, stops timers. The store is the caller's to close. */
   async close(reason = 'server shutting down'): Promise<void> {
     this.#closing = true

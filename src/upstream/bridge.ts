@@ -21,6 +21,12 @@ import type { Failure } from './explain.js'
 import { UpstreamLink } from './link.js'
 import { compileRules, incoming, outgoing, render, toLocal, toRemote, type CompiledRule } from './rules.js'
 
+/**
+ * Client ids of outboxes. No network client takes one over: the bridges claim theirs before the
+ * listeners open, and the broker refuses a CONNECT with the id of an internal client.
+ */
+export const OUTBOX_PREFIX = '$bridge/'
+
 export interface BridgeStats {
   state: 'connected' | 'connecting' | 'disconnected'
   backlogMessages: number
@@ -63,7 +69,7 @@ export class UpstreamBridge {
 
   /** The outbox's client id: stable, so a restart finds its queue in the store. */
   get outboxId(): string {
-    return `$bridge/${this.config.name}`
+    return `${OUTBOX_PREFIX}${this.config.name}`
   }
 
   async start(): Promise<void> {
@@ -96,7 +102,7 @@ export class UpstreamBridge {
     }
     const backlog = outbox.backlog
     if (backlog.messages > 0) this.#log.info({ messages: backlog.messages, bytes: backlog.bytes }, 'outbox restored from the store')
-    this.#notifyLocal('offline')
+    void this.#notifyLocal('offline')
     this.#link.start()
     this.#broker.addSysSource(() => this.#sys())
   }
@@ -105,7 +111,8 @@ export class UpstreamBridge {
     this.#generation++
     this.#outbox?.pause()
     await this.#link.close(this.#notification === undefined ? undefined : { topic: this.#notification, payload: 'offline' })
-    this.#notifyLocal('offline')
+    // Stored before the broker and its store close behind us.
+    await this.#notifyLocal('offline')
     this.#outbox?.close()
   }
 
@@ -148,7 +155,7 @@ export class UpstreamBridge {
     }
     if (generation !== this.#generation) return
     if (this.#notification !== undefined) client.publish(this.#notification, 'online', { qos: 1, retain: true })
-    this.#notifyLocal('online')
+    void this.#notifyLocal('online')
     const backlog = this.#outbox?.backlog.messages ?? 0
     this.#drainStart = backlog > 0 ? { at: Date.now(), backlog } : undefined
     if (backlog > 0) this.#log.info({ messages: backlog }, 'draining the outbox')
@@ -160,7 +167,7 @@ export class UpstreamBridge {
   #down(failure: Failure): void {
     this.#generation++
     this.#outbox?.pause()
-    this.#notifyLocal('offline')
+    void this.#notifyLocal('offline')
     const backlog = this.#outbox?.backlog
     this.#log.info({ reason: failure.reason, backlogMessages: backlog?.messages, backlogBytes: backlog?.bytes }, 'outbox paused; messages wait on disk')
   }
@@ -252,9 +259,9 @@ export class UpstreamBridge {
     this.#log.info({ messages: start.backlog, seconds: Number(seconds.toFixed(2)), perSecond: Math.round(start.backlog / Math.max(seconds, 0.001)) }, 'outbox drained')
   }
 
-  #notifyLocal(state: 'online' | 'offline'): void {
-    if (this.#notification === undefined || this.#outbox === undefined) return
-    void this.#outbox.publish(this.#notification, state, { qos: 1, retain: true })
+  #notifyLocal(state: 'online' | 'offline'): Promise<void> {
+    if (this.#notification === undefined || this.#outbox === undefined) return Promise.resolve()
+    return this.#outbox.publish(this.#notification, state, { qos: 1, retain: true })
   }
 
   #sys(): Record<string, string | number> {
