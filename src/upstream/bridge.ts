@@ -219,6 +219,9 @@ export class UpstreamBridge {
             ...(props.contentType === undefined ? {} : { contentType: props.contentType }),
             ...(props.correlationData === undefined ? {} : { correlationData: props.correlationData }),
             ...(props.payloadFormatIndicator === undefined ? {} : { payloadFormatIndicator: props.payloadFormatIndicator ? 1 : 0 }),
+            // A Response Topic is a topic of the cloud's: a local responder answers through an `out` rule.
+            ...(props.responseTopic === undefined ? {} : { responseTopic: props.responseTopic }),
+            ...(props.userProperties === undefined ? {} : { userProperties: userPairs(props.userProperties) }),
           }
     const outbox = this.#outbox
     if (outbox === undefined) {
@@ -245,6 +248,7 @@ export class UpstreamBridge {
         ...(p?.contentType === undefined ? {} : { contentType: p.contentType }),
         ...(p?.correlationData === undefined ? {} : { correlationData: p.correlationData }),
         ...(p?.payloadFormatIndicator === undefined ? {} : { payloadFormatIndicator: p.payloadFormatIndicator === 1 }),
+        ...(p?.responseTopic === undefined ? {} : { responseTopic: p.responseTopic }),
         ...(p?.userProperties === undefined ? {} : { userProperties: user }),
         ...(expiry === undefined ? {} : { messageExpiryInterval: expiry }),
       },
@@ -278,4 +282,11 @@ export class UpstreamBridge {
       [`${base}/messages/received`]: s.received,
     }
   }
+}
+
+/** MQTT.js folds User Properties into an object (a repeated name becomes an array); back to ordered pairs. */
+function userPairs(props: Record<string, string | string[]>): Array<[string, string]> {
+  const pairs: Array<[string, string]> = []
+  for (const [k, v] of Object.entries(props)) for (const one of Array.isArray(v) ? v : [v]) pairs.push([k, one])
+  return pairs
 }
