@@ -1,30 +1,11 @@
 import * as assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { defaultSerialPort } from '../src/config/defaults.js'
-import { ConfigError, parseConfigText, type ConfigProblem } from '../src/config/load.js'
+import { parseConfigText } from '../src/config/load.js'
+import { FILE, onlyProblem, problems } from './helpers/config-problems.js'
 import { SERIAL_DEVICE_KEYS, SERIAL_FIELD_KEYS, SERIAL_KEYS } from '../src/config/serial-validate.js'
 import type { SerialPortConfig } from '../src/config/serial-types.js'
 
-const FILE = 'outpost.yaml'
-
-function problems(text: string): readonly ConfigProblem[] {
-  try {
-    parseConfigText(text, FILE)
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`)
-    assert.equal(err.code, 'OUTPOST_E_CONFIG_INVALID')
-    return err.problems
-  }
-  assert.fail(`expected ${JSON.stringify(text)} to be rejected`)
-}
-
-function onlyProblem(text: string): ConfigProblem {
-  const found = problems(text)
-  assert.equal(found.length, 1, found.map((p) => `${p.line}:${p.column}: ${p.field}: ${p.message}`).join('\n'))
-  const [p] = found
-  assert.ok(p !== undefined)
-  return p
-}
 
 const serial = (text: string): SerialPortConfig[] => parseConfigText(text, FILE).serial
 

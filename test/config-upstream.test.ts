@@ -3,31 +3,12 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
 import { after, describe, test } from 'node:test'
-import { ConfigError, parseConfigText, type ConfigProblem } from '../src/config/load.js'
+import { parseConfigText, type ConfigProblem } from '../src/config/load.js'
+import { FILE, onlyProblem, problems } from './helpers/config-problems.js'
 import { defaultGatewayId, defaultUpstream } from '../src/config/defaults.js'
 import type { TopicRule, UpstreamConfig } from '../src/config/upstream-types.js'
 import { UPSTREAM_KEYS, UPSTREAM_TLS_KEYS, UPSTREAM_TOPIC_KEYS } from '../src/config/upstream-validate.js'
 
-const FILE = 'outpost.yaml'
-
-function problems(text: string): readonly ConfigProblem[] {
-  try {
-    parseConfigText(text, FILE)
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`)
-    assert.equal(err.code, 'OUTPOST_E_CONFIG_INVALID')
-    return err.problems
-  }
-  assert.fail(`expected ${JSON.stringify(text)} to be rejected`)
-}
-
-function onlyProblem(text: string): ConfigProblem {
-  const found = problems(text)
-  assert.equal(found.length, 1, found.map((p) => `${p.line}:${p.column}: ${p.field}: ${p.message}`).join('\n'))
-  const [p] = found
-  assert.ok(p !== undefined)
-  return p
-}
 
 const upstream = (text: string): UpstreamConfig[] => parseConfigText(text, FILE).upstream
 
