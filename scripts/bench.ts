@@ -32,6 +32,8 @@ import {
 import { Bench, errorMessage, log, type Settings } from './bench/runner.js';
 import { SERIAL_RUN_ID, runSerial, type SerialReport, type SerialSettings } from './bench/serial.js';
 import { serialNotes, serialSettingsLine, serialTable } from './bench/serial-report.js';
+import { UPSTREAM_RUN_ID, runUpstream, upstreamSettings, type UpstreamReport, type UpstreamSettings } from './bench/upstream.js';
+import { upstreamGoalLine, upstreamNotes, upstreamSettingsLine, upstreamTable } from './bench/upstream-report.js';
 
 /**
  * `npm run bench`: Outpost vs Mosquitto vs Aedes on the same load, one broker process at a
@@ -72,11 +74,13 @@ const RUNS: readonly RunSpec[] = [
 const USAGE = `usage: node dist/scripts/bench.js [options]
   --only LIST       comma-separated brokers and/or measurements to run (default: all of each)
                     brokers: ${BROKER_NAMES.join(', ')}
-                    measurements: ${[...RUNS.map((r) => r.id), IDLE_RSS, BACKLOG_RUN_ID, SERIAL_RUN_ID].join(', ')}
+                    measurements: ${[...RUNS.map((r) => r.id), IDLE_RSS, BACKLOG_RUN_ID, SERIAL_RUN_ID, UPSTREAM_RUN_ID].join(', ')}
                     (a run compared to another, like qos1-fan-in-v5, brings that one along;
-                    ${SERIAL_RUN_ID}, the serial bridge, runs on Outpost only and needs socat)
-  --quick           smoke run: short windows, idle RSS up to 1,000 clients only, a backlog of
-                    100,000 messages instead of 1,000,000
+                    ${SERIAL_RUN_ID}, the serial bridge, runs on Outpost only and needs socat;
+                    ${UPSTREAM_RUN_ID}, the upstream bridge, needs Outpost and openssl, and compares
+                    Mosquitto's own bridge when mosquitto is among the brokers)
+  --quick           smoke run: short windows, idle RSS up to 1,000 clients only, backlogs of
+                    100,000 messages instead of 1,000,000 (and the upstream one not drained)
   --json FILE       also write the results as JSON
   --warmup S        seconds of load before measuring (default 3, quick 0.5)
   --duration S      measured seconds per run (default 5, quick 1.5)
@@ -92,6 +96,8 @@ interface Options {
   readonly backlog: BacklogSettings | undefined;
   /** undefined: the serial run is not selected. */
   readonly serial: SerialSettings | undefined;
+  /** undefined: the upstream run is not selected. */
+  readonly upstream: UpstreamSettings | undefined;
   readonly jsonFile: string | undefined;
   readonly mosquittoBin: string;
 }
@@ -129,7 +135,7 @@ function parseOptions(argv: readonly string[]): Options | undefined {
   if (values.help === true) return undefined;
   const quick = values.quick === true;
   const only = parseOnly(values.only);
-  const { backlog, serial, ...selection } = only;
+  const { backlog, serial, upstream, ...selection } = only;
   const warmupMs = milliseconds(values.warmup, quick ? 0.5 : 3, '--warmup');
   const measureMs = milliseconds(values.duration, quick ? 1.5 : 5, '--duration');
   return {
@@ -145,6 +151,7 @@ function parseOptions(argv: readonly string[]): Options | undefined {
         }
       : undefined,
     serial: serial ? { warmupMs, measureMs, baudRate: 115_200 } : undefined,
+    upstream: upstream ? upstreamSettings(quick) : undefined,
     jsonFile: values.json,
     mosquittoBin: findMosquitto(values.mosquitto),
     settings: {
@@ -168,14 +175,19 @@ function parseOptions(argv: readonly string[]): Options | undefined {
 /** What `--only` leaves to run; brokers and measurements default to all independently. */
 function parseOnly(
   value: string | undefined,
-): Pick<Options, 'brokers' | 'runs'> & { readonly idleRss: boolean; readonly backlog: boolean; readonly serial: boolean } {
-  if (value === undefined) return { brokers: BROKER_NAMES, runs: RUNS, idleRss: true, backlog: true, serial: true };
+): Pick<Options, 'brokers' | 'runs'> & {
+  readonly idleRss: boolean;
+  readonly backlog: boolean;
+  readonly serial: boolean;
+  readonly upstream: boolean;
+} {
+  if (value === undefined) return { brokers: BROKER_NAMES, runs: RUNS, idleRss: true, backlog: true, serial: true, upstream: true };
   const names = value
     .split(',')
     .map((s) => s.trim().toLowerCase())
     .filter((s) => s !== '');
   const isRunId = (n: string): n is RunId => RUNS.some((r) => r.id === n);
-  const others = [IDLE_RSS, BACKLOG_RUN_ID, SERIAL_RUN_ID];
+  const others = [IDLE_RSS, BACKLOG_RUN_ID, SERIAL_RUN_ID, UPSTREAM_RUN_ID];
   const unknown = names.filter((n) => !isBrokerName(n) && !isRunId(n) && !others.includes(n));
   if (unknown.length > 0 || names.length === 0) {
     const known = [...BROKER_NAMES, ...RUNS.map((r) => r.id), ...others];
@@ -193,6 +205,7 @@ function parseOnly(
     idleRss: !measurements || names.includes(IDLE_RSS),
     backlog: !measurements || names.includes(BACKLOG_RUN_ID),
     serial: !measurements || names.includes(SERIAL_RUN_ID),
+    upstream: !measurements || names.includes(UPSTREAM_RUN_ID),
   };
 }
 
@@ -264,11 +277,16 @@ async function main(): Promise<void> {
   // The serial row has an Outpost column only: without Outpost there is nothing to measure.
   const serial = options.brokers.includes('outpost') ? options.serial : undefined;
   const serialLine = serial === undefined ? undefined : serialSettingsLine(serial);
+  // Likewise the upstream rows.
+  const upstream = options.brokers.includes('outpost') ? options.upstream : undefined;
+  const upstreamLine = upstream === undefined ? undefined : upstreamSettingsLine(upstream, machine.mosquitto, options.brokers.includes('mosquitto'));
   log(machineLine(machine));
   log(settingsLine);
   if (backlogLine !== undefined) log(backlogLine);
   if (serialLine !== undefined) log(serialLine);
+  if (upstreamLine !== undefined) log(upstreamLine);
   if (options.serial !== undefined && serial === undefined) log(`${SERIAL_RUN_ID}: skipped, it measures Outpost only`);
+  if (options.upstream !== undefined && upstream === undefined) log(`${UPSTREAM_RUN_ID}: skipped, it measures Outpost only`);
 
   const startedAt = performance.now();
   const runs = options.runs;
@@ -276,6 +294,7 @@ async function main(): Promise<void> {
   const reports: BrokerReport[] = [];
   const backlogReports: BacklogReport[] = [];
   let serialReport: SerialReport | undefined;
+  let upstreamReport: UpstreamReport | undefined;
   try {
     for (const name of options.brokers) reports.push(await bench.broker(name));
     const backlog = options.backlog;
@@ -284,6 +303,15 @@ async function main(): Promise<void> {
       for (const name of options.brokers) backlogReports.push(await runBacklog(name, context));
     }
     if (serial !== undefined) serialReport = await runSerial(janitor, paths, serial);
+    if (upstream !== undefined) {
+      upstreamReport = await runUpstream({
+        janitor,
+        paths,
+        loadScript: join(here, 'bench', 'load.js'),
+        settings: upstream,
+        mosquitto: options.brokers.includes('mosquitto'),
+      });
+    }
   } finally {
     await janitor.cleanup(3000);
   }
@@ -309,20 +337,37 @@ async function main(): Promise<void> {
     serialReport === undefined
       ? undefined
       : { report: serialReport, table: serialTable(serialReport, options.brokers), notes: serialNotes(serialReport) };
-  const allNotes = [...remarks, ...(backlogResults?.notes ?? []), ...(serialResults?.notes ?? [])];
+  const upstreamResults =
+    upstreamReport === undefined || upstream === undefined
+      ? undefined
+      : {
+          settings: upstream,
+          report: upstreamReport,
+          table: upstreamTable(upstreamReport, upstream, options.brokers),
+          goals: upstreamGoalLine(upstreamReport, upstream),
+          notes: upstreamNotes(upstreamReport, machine.cores),
+        };
+  const allNotes = [
+    ...remarks,
+    ...(backlogResults?.notes ?? []),
+    ...(serialResults?.notes ?? []),
+    ...(upstreamResults?.notes ?? []),
+  ];
   const output = [
     '',
     machineLine(machine),
     settingsLine,
     ...(backlogLine === undefined ? [] : [backlogLine]),
     ...(serialLine === undefined ? [] : [serialLine]),
-    // Empty when only the backlog or serial run was asked for.
+    ...(upstreamLine === undefined ? [] : [upstreamLine]),
+    // Empty when only the backlog, serial or upstream run was asked for.
     ...(results.rows.length > 0 ? ['', renderMarkdown(results)] : []),
     ...(goals.length > 0 ? ['', ...goals] : []),
     ...(reports.some((r) => Object.values(r.runs).some((o) => o.status === 'ok')) ? ['', renderMarkdown(details)] : []),
     ...(backlogResults === undefined ? [] : ['', renderMarkdown(backlogResults.table)]),
     ...(backlogResults !== undefined && backlogResults.goals.length > 0 ? ['', ...backlogResults.goals] : []),
     ...(serialResults === undefined ? [] : ['', renderMarkdown(serialResults.table)]),
+    ...(upstreamResults === undefined ? [] : ['', renderMarkdown(upstreamResults.table), '', ...upstreamResults.goals]),
     ...(allNotes.length > 0 ? ['', 'Notes:', ...allNotes.map((n) => `- ${n}`)] : []),
     '',
   ].join('\n');
@@ -341,6 +386,7 @@ async function main(): Promise<void> {
       notes: remarks,
       ...(backlogResults === undefined ? {} : { backlog: backlogResults }),
       ...(serialResults === undefined ? {} : { serial: { settings: serial, ...serialResults } }),
+      ...(upstreamResults === undefined ? {} : { upstream: upstreamResults }),
     };
     await writeFile(options.jsonFile, `${JSON.stringify(json, null, 2)}\n`);
     log(`wrote ${options.jsonFile}`);
