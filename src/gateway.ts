@@ -5,8 +5,9 @@ import { Broker } from './broker/broker.js'
 import type { OutpostConfig } from './config/types.js'
 import { OutpostError } from './errors.js'
 import { TcpListener } from './listeners/tcp.js'
-import { SerialBridge } from './serial/bridge.js'
-import { OUTBOX_PREFIX, UpstreamBridge } from './upstream/bridge.js'
+import type { SerialBridge } from './serial/bridge.js'
+import type { UpstreamBridge } from './upstream/bridge.js'
+import { OUTBOX_PREFIX } from './upstream/outbox-id.js'
 import { LevelStore, moveStoreAside } from './store/level.js'
 import { storeLocation } from './store/level-open.js'
 import type { Store } from './store/types.js'
@@ -51,10 +52,14 @@ export async function startGateway(config: OutpostConfig, log: Logger, options: 
     await broker.start()
     // Before any listener opens: the outboxes take over their stored sessions before a network
     // client could, and nothing published locally is missed by an `out` rule.
-    for (const u of config.upstream) {
-      const bridge = new UpstreamBridge(broker, u, config.gatewayId, log.child({ component: 'upstream' }))
-      upstream.push(bridge)
-      await bridge.start()
+    // MQTT.js and TLS cost several MB of RSS; loaded only when a bridge is configured.
+    if (config.upstream.length > 0) {
+      const { UpstreamBridge } = await import('./upstream/bridge.js')
+      for (const u of config.upstream) {
+        const bridge = new UpstreamBridge(broker, u, config.gatewayId, log.child({ component: 'upstream' }))
+        upstream.push(bridge)
+        await bridge.start()
+      }
     }
     // A bridge removed from the config would otherwise keep its outbox filling up forever.
     for (const id of broker.sessionIdsWithPrefix(OUTBOX_PREFIX)) {
@@ -64,6 +69,8 @@ export async function startGateway(config: OutpostConfig, log: Logger, options: 
     }
     // Ports that are missing or failing do not stop the start: they wait and retry on their own.
     if (config.serial.length > 0) {
+      // serialport's native binding is loaded only when a port is configured, like MQTT.js above.
+      const { SerialBridge } = await import('./serial/bridge.js')
       serial = new SerialBridge(broker, config.serial, log.child({ component: 'serial' }))
       await serial.start()
     }

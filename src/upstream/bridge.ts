@@ -19,13 +19,8 @@ import type { UpstreamConfig } from '../config/upstream-types.js'
 import { EchoFilter } from './echo.js'
 import type { Failure } from './explain.js'
 import { UpstreamLink } from './link.js'
+import { OUTBOX_PREFIX } from './outbox-id.js'
 import { compileRules, incoming, outgoing, render, toLocal, toRemote, type CompiledRule } from './rules.js'
-
-/**
- * Client ids of outboxes. No network client takes one over: the bridges claim theirs before the
- * listeners open, and the broker refuses a CONNECT with the id of an internal client.
- */
-export const OUTBOX_PREFIX = '$bridge/'
 
 export interface BridgeStats {
   state: 'connected' | 'connecting' | 'disconnected'
