@@ -6,7 +6,7 @@
  */
 import * as assert from 'node:assert/strict'
 import { test, type TestContext } from 'node:test'
-import { makeCerts, type Certs } from './helpers/certs.js'
+import { makeCerts, type Certs } from '../scripts/lib/certs.js'
 import { cloudClient, startCloudBroker, type CloudBroker, type CloudClientOptions } from './helpers/cloud-broker.js'
 import { tempDir } from './helpers/outpost-process.js'
 

@@ -4,13 +4,19 @@
  * outage (and a second outage in the middle of the drain), loops, and the outbox caps.
  */
 import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
+import { createServer as createHttpServer } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
+import type { AddressInfo } from 'node:net'
 import { test, type TestContext } from 'node:test'
+import { Aedes } from 'aedes'
 import { connectAsync, type IClientOptions, type MqttClient } from 'mqtt'
+import { createWebSocketStream, WebSocketServer } from 'ws'
 import { defaultUpstream } from '../src/config/defaults.js'
 import type { TopicRule, UpstreamConfig } from '../src/config/upstream-types.js'
 import type { UpstreamBridge } from '../src/upstream/bridge.js'
 import { tcpGateway } from './helpers/broker.js'
-import { makeCerts, type Certs } from './helpers/certs.js'
+import { makeCerts, type Certs } from '../scripts/lib/certs.js'
 import { cloudClient, startCloudBroker, type CloudBroker } from './helpers/cloud-broker.js'
 import { Inbox, type Received } from './helpers/inbox.js'
 import { LogCapture } from './helpers/log-capture.js'
@@ -240,4 +246,63 @@ test('restarts: the outbox survives a restart of the gateway; a bridge removed f
   const removed = await logs.waitFor((l) => l.msg === 'removed the outbox of a bridge that is no longer configured', 'the removal')
   assert.deepEqual([removed.outbox, removed.droppedMessages], ['$bridge/gone', 10])
   assert.deepEqual(third.broker.sessionIdsWithPrefix('$bridge/'), [])
+})
+
+test('wss:// and ws://: the bridge talks to Aedes behind a WebSocket server (TLS for wss), both directions', async (t) => {
+  const certs = await makeCerts(tempDir(t, 'outpost-certs-'))
+  for (const secure of [true, false]) {
+    const aedes = await Aedes.createBroker()
+    t.after(() => new Promise<void>((resolve) => aedes.close(() => resolve())))
+    const http = secure ? createHttpsServer({ cert: readFileSync(certs.server.cert), key: readFileSync(certs.server.key) }) : createHttpServer()
+    const wss = new WebSocketServer({ server: http, path: '/mqtt' })
+    wss.on('connection', (socket) => aedes.handle(createWebSocketStream(socket)))
+    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve))
+    t.after(() => new Promise<void>((resolve) => { wss.close(); http.closeAllConnections(); http.close(() => resolve()) }))
+    const wsPort = (http.address() as AddressInfo).port
+    const scheme = secure ? 'wss' : 'ws'
+    const bridgeConfig: UpstreamConfig = {
+      ...defaultUpstream('aedes', `${scheme}://localhost:${wsPort}/mqtt`),
+      tls: { caFile: secure ? certs.ca.cert : undefined, certFile: undefined, keyFile: undefined, serverName: undefined, verify: true },
+      topics: [rule('sensors/#', 'out'), rule('cmd/#', 'in')],
+      reconnectMin: 0.05,
+      reconnectMax: 0.5,
+    }
+    const { port, gateway } = await tcpGateway(t, { upstream: [bridgeConfig] })
+    const bridge = gateway.upstream[0]
+    assert.ok(bridge !== undefined)
+    await connected(bridge)
+    const cloud = await connectAsync(`${scheme}://localhost:${wsPort}/mqtt`, { reconnectPeriod: 0, ...(secure ? { ca: readFileSync(certs.ca.cert) } : {}) })
+    t.after(() => cloud.endAsync())
+    const cloudInbox = new Inbox(cloud)
+    await cloud.subscribeAsync('sensors/#', { qos: 1 })
+    const local = await connectAsync(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 0 })
+    t.after(() => local.endAsync())
+    const localInbox = new Inbox(local)
+    await local.subscribeAsync('cmd/#', { qos: 1 })
+    await local.publishAsync('sensors/t', `over ${scheme}`, { qos: 1 })
+    assert.equal((await cloudInbox.waitFor((m) => m.topic === 'sensors/t', `${scheme}: up`)).payload, `over ${scheme}`)
+    await cloud.publishAsync('cmd/go', 'now', { qos: 1 })
+    assert.equal((await localInbox.waitFor((m) => m.topic === 'cmd/go', `${scheme}: down`)).payload, 'now')
+  }
+})
+
+test('a client certificate for a cloud that requires one (AWS IoT style): connected with it, refused without', async (t) => {
+  const certs = await makeCerts(tempDir(t, 'outpost-certs-'))
+  const cloud = await startCloudBroker(t, { tls: { server: certs.server, ca: certs.ca.cert, requireCertificate: true }, logTypes: ['error', 'warning', 'notice', 'information'] })
+  const base: UpstreamConfig = {
+    ...defaultUpstream('iot', `mqtts://localhost:${cloud.tlsPort}`),
+    topics: [rule('sensors/#', 'out')],
+    reconnectMin: 0.05,
+    reconnectMax: 0.3,
+  }
+  const withCert = { ...base, tls: { caFile: certs.ca.cert, certFile: certs.client.cert, keyFile: certs.client.key, serverName: undefined, verify: true } }
+  const { gateway } = await tcpGateway(t, { upstream: [withCert] })
+  const bridge = gateway.upstream[0]
+  assert.ok(bridge !== undefined)
+  await connected(bridge)
+  const logs = new LogCapture()
+  const without = { ...base, clientId: 'outpost-nocert', tls: { ...withCert.tls, certFile: undefined, keyFile: undefined } }
+  const second = await tcpGateway(t, { upstream: [without] }, logs.logger)
+  await logs.waitFor((l) => l.msg === 'upstream connection failed' || l.msg === 'upstream link lost', 'a refusal')
+  assert.notEqual(second.gateway.upstream[0]?.stats().state, 'connected')
 })

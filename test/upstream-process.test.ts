@@ -10,7 +10,7 @@ import { once } from 'node:events'
 import { createServer, connect as tcpConnect, type AddressInfo, type Socket } from 'node:net'
 import { test, type TestContext } from 'node:test'
 import { connectAsync, type IClientOptions, type MqttClient } from 'mqtt'
-import { makeCerts, type Certs } from './helpers/certs.js'
+import { makeCerts, type Certs } from '../scripts/lib/certs.js'
 import { cloudClient, startCloudBroker, type CloudBroker, type CloudClient } from './helpers/cloud-broker.js'
 import { Inbox } from './helpers/inbox.js'
 import { startOutpost, tempDir, type LogRecord, type OutpostProcess, type StartOptions } from './helpers/outpost-process.js'
@@ -376,7 +376,7 @@ test('two upstreams at once (TLS Mosquitto and another Outpost): each gets the m
   assert.deepEqual(local.inbox.messages.map((m) => `${m.topic}=${m.payload}`).sort(), ['cmd/c=from mosquitto', 'ctl/c=from outpost'])
 })
 
-test('$SYS/broker/bridge/<name>/...: with the cloud down, state, backlog messages, bytes and oldest age, reconnects', async (t) => {
+test('$SYS/broker/bridge/<name>/...: with the cloud down, state, backlog messages, bytes and oldest age, reconnects; the drain rate after', async (t) => {
   const N = 200
   const payload = 'x'.repeat(100)
   const cloud = await tlsCloud(t)
@@ -408,4 +408,6 @@ test('$SYS/broker/bridge/<name>/...: with the cloud down, state, backlog message
     () => `the drain in $SYS; ${show()}`,
     10_000,
   )
+  // The round after the drain reports the rate it went at.
+  await local.inbox.waitUntil(() => local.inbox.messages.some((m) => m.topic === `${prefix}drain-rate` && Number(m.payload) > 0), () => `a drain rate; ${show()}`, 3_000)
 })

@@ -263,9 +263,15 @@ export class UpstreamBridge {
     return this.#outbox.publish(this.#notification, state, { qos: 1, retain: true })
   }
 
+  /** For `drain-rate`: the sent count and time at the last `$SYS` round. */
+  #lastSys = { at: Date.now(), sent: 0 }
+
   #sys(): Record<string, string | number> {
     const s = this.stats()
     const base = `bridge/${this.config.name}`
+    const now = Date.now()
+    const rate = ((s.sent - this.#lastSys.sent) * 1000) / Math.max(1, now - this.#lastSys.at)
+    this.#lastSys = { at: now, sent: s.sent }
     return {
       [`${base}/state`]: s.state,
       [`${base}/backlog/messages`]: s.backlogMessages,
@@ -275,6 +281,8 @@ export class UpstreamBridge {
       [`${base}/dropped`]: s.dropped,
       [`${base}/messages/sent`]: s.sent,
       [`${base}/messages/received`]: s.received,
+      // Messages acknowledged upstream per second since the last round.
+      [`${base}/drain-rate`]: Math.round(rate),
     }
   }
 }
