@@ -1,10 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { freePort } from './brokers.js';
+import { canConnect, freePort } from './brokers.js';
 import { hasExited, stopChild, type Janitor } from './janitor.js';
 import type { BenchCerts } from './tls-certs.js';
 
@@ -20,16 +19,6 @@ const START_TIMEOUT_MS = 15_000;
 /** Mosquitto writes its persistence file on SIGTERM: a million queued messages take a while. */
 const STOP_GRACE_MS = 60_000;
 
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: HOST, port });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-}
 
 /** Polls until every port accepts a connection, or the process exits, or time runs out. */
 async function waitForPorts(ports: readonly number[], child: ChildProcess, what: string, tail: () => string): Promise<void> {
