@@ -135,6 +135,11 @@ function installSignalHandlers(log: pino.Logger, starting: Promise<Gateway>): vo
   }
   process.on('SIGTERM', onSignal)
   process.on('SIGINT', onSignal)
+  // SIGHUP reloads what can change under a running gateway without dropping clients: the
+  // listeners' TLS certificates, password and ACL files (issue 8 adds the rest of the config).
+  process.on('SIGHUP', () => {
+    void starting.then((gw) => gw.reload()).catch((err: unknown) => log.error({ err }, 'reload failed; the settings that failed to load stay as they were'))
+  })
 }
 
 async function main(argv: readonly string[]): Promise<number | undefined> {
@@ -157,6 +162,11 @@ async function main(argv: readonly string[]): Promise<number | undefined> {
       return checkConfig(command.file)
     case 'store-repair':
       return repair(command)
+    case 'passwd': {
+      // Imported here, like the gateway, so other commands do not load it.
+      const { runPasswd } = await import('./auth/passwd-command.js')
+      return runPasswd(command, (err) => printError(err))
+    }
     case 'run':
       return run(command)
   }

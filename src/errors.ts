@@ -14,6 +14,8 @@ export const ERROR_CODES = {
   OUTPOST_E_STORE_FORMAT: 'The store in the data directory was written in a format this version of Outpost cannot read.',
   OUTPOST_E_STORE_LOCKED: 'The store in the data directory is open in another process.',
   OUTPOST_E_STORE_CORRUPT: 'The store in the data directory is damaged or holds a record that cannot be read.',
+  OUTPOST_E_PASSWD: 'A password file could not be read, has a malformed line (reported as file:line), or could not be updated by outpost passwd.',
+  OUTPOST_E_ACL: 'An ACL file could not be read or has a malformed line (each reported as file:line).',
 } as const satisfies Record<`OUTPOST_E_${string}`, string>
 
 export type ErrorCode = keyof typeof ERROR_CODES

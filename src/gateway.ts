@@ -4,7 +4,8 @@ import type { Logger } from 'pino'
 import { Broker } from './broker/broker.js'
 import type { OutpostConfig } from './config/types.js'
 import { OutpostError } from './errors.js'
-import { TcpListener } from './listeners/tcp.js'
+import { ListenerSecurity } from './auth/listener-security.js'
+import { Listener } from './listeners/listener.js'
 import type { SerialBridge } from './serial/bridge.js'
 import type { UpstreamBridge } from './upstream/bridge.js'
 import { OUTBOX_PREFIX } from './upstream/outbox-id.js'
@@ -26,6 +27,12 @@ export interface Gateway {
   /** One per `upstream:` entry. */
   readonly upstream: readonly UpstreamBridge[]
   addresses(): AddressInfo[]
+  /**
+   * Reads every listener's TLS files, password file and ACL file again (SIGHUP), for the
+   * connections that come next. A file that fails to load keeps that listener's old settings; the
+   * error is thrown after the other listeners are done.
+   */
+  reload(): Promise<void>
   /** Stops accepting, closes every client, flushes the store. Safe to call twice. */
   close(reason?: string): Promise<void>
 }
@@ -44,7 +51,7 @@ export async function startGateway(config: OutpostConfig, log: Logger, options: 
   // code (locked, corrupt, unknown format) rather than silently starting empty.
   const store: Store = await LevelStore.open(config.dataDir, { durability: config.durability })
   const broker = new Broker({ config, log: log.child({ component: 'broker' }), store, version: readVersion() })
-  const listeners: TcpListener[] = []
+  const listeners: Listener[] = []
   const addresses: AddressInfo[] = []
   let serial: SerialBridge | undefined
   const upstream: UpstreamBridge[] = []
@@ -75,7 +82,8 @@ export async function startGateway(config: OutpostConfig, log: Logger, options: 
       await serial.start()
     }
     for (const lc of config.listeners) {
-      const listener = new TcpListener(broker, lc, log.child({ component: 'listener' }))
+      const security = await ListenerSecurity.load(lc, config.allowAnonymous)
+      const listener = new Listener(broker, lc, log.child({ component: 'listener' }), security)
       listeners.push(listener)
       addresses.push(await listener.listen())
     }
@@ -94,6 +102,20 @@ export async function startGateway(config: OutpostConfig, log: Logger, options: 
     serial,
     upstream,
     addresses: () => [...addresses],
+    async reload(): Promise<void> {
+      const errors: unknown[] = []
+      for (const l of listeners) {
+        try {
+          const security = await ListenerSecurity.load(l.config, config.allowAnonymous)
+          l.reloadTls()
+          l.security = security
+        } catch (err) {
+          errors.push(err)
+        }
+      }
+      if (errors.length > 0) throw errors.length === 1 ? errors[0] : new AggregateError(errors, `${errors.length} listeners could not reload`)
+      log.info({ listeners: listeners.length }, 'reloaded TLS certificates, password and ACL files')
+    },
     close(reason?: string): Promise<void> {
       closing ??= (async () => {
         const stopped = Promise.all(listeners.map((l) => l.close()))

@@ -3,11 +3,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, test } from 'node:test'
-import { defaultConfig } from '../src/config/defaults.js'
+import { defaultConfig, defaultListener } from '../src/config/defaults.js'
 import { applyOverrides, ConfigError, formatProblem, loadConfigFile, parseConfigText, type ConfigProblem } from '../src/config/load.js'
 import { suggest } from '../src/config/suggest.js'
-import type { OutpostConfig } from '../src/config/types.js'
-import { CONFIG_KEYS, LISTENER_KEYS } from '../src/config/validate.js'
+import { LISTENER_KEYS, LISTENER_TLS_KEYS } from '../src/config/listener-validate.js'
+import type { ListenerTls, OutpostConfig } from '../src/config/types.js'
+import { CONFIG_KEYS } from '../src/config/validate.js'
 import { ERROR_CODES, OutpostError } from '../src/errors.js'
 
 const FILE = 'outpost.yaml'
@@ -77,6 +78,7 @@ response_information: replies/
 reason_strings: false
 durability: os
 queue_full_policy: reject_new
+connect_timeout: 0
 max_awaiting_rel: 5
 await_rel_timeout: 60
 store:
@@ -85,10 +87,7 @@ gateway_id: pi-kitchen
 upstream: []
 `
     const expected: OutpostConfig = {
-      listeners: [
-        { protocol: 'mqtt', port: 1884, bind: '0.0.0.0' },
-        { protocol: 'mqtt', port: 0, bind: '::1' },
-      ],
+      listeners: [defaultListener('mqtt', 1884, '0.0.0.0'), defaultListener('mqtt', 0, '::1')],
       dataDir: '/var/lib/outpost',
       logLevel: 'debug',
       allowAnonymous: false,
@@ -114,6 +113,7 @@ upstream: []
       reasonStrings: false,
       durability: 'os',
       queueFullPolicy: 'reject_new',
+      connectTimeout: 0,
       maxAwaitingRel: 5,
       awaitRelTimeout: 60,
       store: { maxBytes: 5000000 },
@@ -131,7 +131,7 @@ upstream: []
 
   test('a listener without protocol or bind gets mqtt and the default bind address', () => {
     const config = parseConfigText('listeners:\n  - port: 1885\n', FILE)
-    assert.deepEqual(config.listeners, [{ protocol: 'mqtt', port: 1885, bind: defaultConfig().listeners[0]?.bind }])
+    assert.deepEqual(config.listeners, [defaultListener('mqtt', 1885, defaultConfig().listeners[0]?.bind ?? '')])
   })
 
   test('flow style and anchors/aliases are ordinary YAML and work', () => {
@@ -156,7 +156,12 @@ upstream: []
   test('every OutpostConfig field has a YAML key, and no key is extra', () => {
     const fromType = Object.keys(defaultConfig()).map(snake).sort()
     assert.deepEqual([...CONFIG_KEYS].sort(), fromType)
-    assert.deepEqual([...LISTENER_KEYS].sort(), Object.keys(defaultConfig().listeners[0] ?? {}).sort())
+    assert.deepEqual([...LISTENER_KEYS].sort(), Object.keys(defaultListener('mqtt', 1883, '::')).map(snake).sort())
+    // A literal of the type: the compiler refuses one with a field missing or extra.
+    const tls: ListenerTls = {
+      certFile: 'c', keyFile: 'k', caFile: undefined, minVersion: 'TLSv1.2', ciphers: undefined, requireCertificate: false, useIdentityAsUsername: false,
+    }
+    assert.deepEqual([...LISTENER_TLS_KEYS].sort(), Object.keys(tls).map(snake).sort())
   })
 })
 
@@ -171,9 +176,9 @@ describe('parseConfigText: range and type errors carry file, line, column and fi
     ['listeners:\n  - port:\n', 'listeners[0].port', 2, 5, 'expected an integer 0..65535, got an empty value'],
     ['listeners:\n  - port: 1\n    bind: ""\n', 'listeners[0].bind', 3, 11, 'expected a non-empty string, got ""'],
     ['listeners:\n  - port: 1\n    bind: 42\n', 'listeners[0].bind', 3, 11, 'expected a non-empty string, got 42'],
-    ['listeners:\n  - port: 1\n    protocol: mqtts\n', 'listeners[0].protocol', 3, 15, 'expected one of mqtt, got "mqtts"'],
+    ['listeners:\n  - port: 1\n    protocol: mqtt5\n', 'listeners[0].protocol', 3, 15, 'expected one of mqtt, mqtts, ws, wss, got "mqtt5"'],
     ['listeners:\n  - bind: 0.0.0.0\n', 'listeners[0].port', 2, 5, 'missing; expected an integer 0..65535'],
-    ['listeners:\n  - 1883\n', 'listeners[0]', 2, 5, 'expected a mapping with keys protocol, port, bind, got 1883'],
+    ['listeners:\n  - 1883\n', 'listeners[0]', 2, 5, 'expected a mapping with a port (for example - port: 1883), got 1883'],
     ['listeners: []\n', 'listeners', 1, 12, 'expected at least one listener, got an empty list'],
     ['listeners:\n', 'listeners', 1, 1, 'expected a list of listeners, got an empty value'],
     ['listeners:\n  port: 1883\n', 'listeners', 2, 3, 'expected a list of listeners, got a mapping'],
@@ -194,6 +199,8 @@ describe('parseConfigText: range and type errors carry file, line, column and fi
     ['max_keepalive: -1\n', 'max_keepalive', 1, 16, 'expected an integer 0..65535, got -1'],
     ['sys_interval: -1\n', 'sys_interval', 1, 15, 'expected an integer >= 0, got -1'],
     ['sys_interval: .inf\n', 'sys_interval', 1, 15, 'expected an integer >= 0, got Infinity'],
+    ['connect_timeout: -1\n', 'connect_timeout', 1, 18, 'expected an integer >= 0, got -1'],
+    ['connect_timeout: "10"\n', 'connect_timeout', 1, 18, 'expected an integer >= 0, got "10" (remove the quotes: a quoted number is a string)'],
     ['persistent_client_expiration: 1d\n', 'persistent_client_expiration', 1, 31, 'expected an integer >= 0, got "1d"'],
   ]
   for (const [text, field, line, column, message] of cases) {
@@ -235,7 +242,7 @@ describe('parseConfigText: unknown keys', () => {
 
   test('a key close to nothing gets no hint', () => {
     assert.equal(onlyProblem('frobnicate: true\n').message, 'unknown key')
-    assert.equal(onlyProblem('listeners:\n  - port: 1\n    tls: true\n').message, 'unknown key')
+    assert.equal(onlyProblem('listeners:\n  - port: 1\n    frobnicate: true\n').message, 'unknown key')
   })
 
   test('a non-string key is unknown too', () => {
@@ -360,16 +367,17 @@ describe('applyOverrides', () => {
   const twoListeners: OutpostConfig = {
     ...defaultConfig(),
     listeners: [
-      { protocol: 'mqtt', port: 1883, bind: '127.0.0.1' },
-      { protocol: 'mqtt', port: 1884, bind: '0.0.0.0' },
+      { ...defaultListener('mqtt', 1883, '127.0.0.1'), maxConnections: 5 },
+      defaultListener('ws', 1884, '0.0.0.0'),
     ],
   }
 
   test('--port and --bind change the first listener only', () => {
     const out = applyOverrides(twoListeners, { port: 0, bind: '::' })
+    // The first listener keeps everything else it had.
     assert.deepEqual(out.listeners, [
-      { protocol: 'mqtt', port: 0, bind: '::' },
-      { protocol: 'mqtt', port: 1884, bind: '0.0.0.0' },
+      { ...defaultListener('mqtt', 0, '::'), maxConnections: 5 },
+      defaultListener('ws', 1884, '0.0.0.0'),
     ])
   })
 

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { before, test } from 'node:test'
 import { pino } from 'pino'
-import { defaultConfig } from '../src/config/defaults.js'
+import { defaultConfig, defaultListener } from '../src/config/defaults.js'
 import { startGateway } from '../src/gateway.js'
 import { conformanceExceptions } from './conformance-exceptions.js'
 import {
@@ -41,7 +41,7 @@ async function startOutpost(): Promise<BrokerHandle> {
     const gateway = await startGateway(
       {
         ...defaultConfig(),
-        listeners: [{ protocol: 'mqtt', port: 0, bind: '127.0.0.1' }],
+        listeners: [defaultListener('mqtt', 0, '127.0.0.1')],
         sysInterval: 0,
         // The vectors expect Mosquitto's bare reason codes; Outpost would add a Reason String.
         reasonStrings: false,

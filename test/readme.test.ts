@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { test } from 'node:test'
-import { parseConfigText } from '../src/config/load.js'
+import { ConfigError, parseConfigText } from '../src/config/load.js'
+import { LISTENER_KEYS, LISTENER_TLS_KEYS } from '../src/config/listener-validate.js'
 import { SERIAL_DEVICE_KEYS, SERIAL_FIELD_KEYS, SERIAL_KEYS, SERIAL_LINES_KEYS, SERIAL_USB_KEYS } from '../src/config/serial-validate.js'
 import { UPSTREAM_KEYS, UPSTREAM_TLS_KEYS, UPSTREAM_TOPIC_KEYS } from '../src/config/upstream-validate.js'
-import { CONFIG_KEYS, LISTENER_KEYS } from '../src/config/validate.js'
+import { CONFIG_KEYS } from '../src/config/validate.js'
 import { ERROR_CODES } from '../src/errors.js'
 
 const root = new URL('../../', import.meta.url)
@@ -16,7 +17,26 @@ test('README documents every OUTPOST_E_* error code', () => {
 
 test('README documents every configuration key', () => {
   for (const key of CONFIG_KEYS) assert.ok(readme.includes(`\`${key}\``), key)
-  for (const key of LISTENER_KEYS) assert.ok(readme.includes(`\`listeners[].${key}\``), key)
+})
+
+test('README documents every key of a listener and of its tls', () => {
+  const rows = [...LISTENER_KEYS.map((k) => `listeners[].${k}`), 'listeners[].tls', ...LISTENER_TLS_KEYS.map((k) => `listeners[].tls.${k}`)]
+  for (const row of rows) assert.ok(readme.includes(`| \`${row}\` |`), row)
+})
+
+test("README's configuration example is valid but for the files it names", () => {
+  const example = /## Configuration[\s\S]*?```yaml\n([\s\S]*?)```/.exec(readme)?.[1]
+  assert.ok(example !== undefined, 'no yaml block under ## Configuration')
+  // The certificates, password and ACL files are the reader's own; everything else must pass.
+  let problems: readonly string[] = []
+  try {
+    parseConfigText(example, 'README.md')
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, String(err))
+    problems = err.problems.map((p) => `${p.field}: ${p.message}`)
+  }
+  const others = problems.filter((p) => !/^listeners\[\d\]\.(tls\.\w+|password_file|acl_file): no such file: \/etc\/outpost\//.test(p))
+  assert.deepEqual(others, [])
 })
 
 test('README documents every key of a serial entry', () => {

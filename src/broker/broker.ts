@@ -10,11 +10,12 @@ import { PublishEncoder4 } from './publish-encoder.js'
 import { PAGE } from './outbound-queue.js'
 import { Session, type Queued, type SessionEvents, type SessionJournal, type SessionLimits, type Throttle } from './session.js'
 import { pickMember } from './shared.js'
+import { LoginThrottle } from '../auth/login-throttle.js'
 import { BrokerStats } from './stats.js'
 import { SubscriptionTree, type SharedGroup, type SubscriptionOptions } from './subscription-tree.js'
 import { SysPublisher } from './sys.js'
 import { parseSharedFilter, topicMatches } from './topics.js'
-import type { Message, MqttStream, StreamMeta } from './types.js'
+import type { AccessKind, Message, MqttStream, StreamMeta } from './types.js'
 import { PublishEncoder5 } from './v5/publish-encoder.js'
 import { WillKeeper, type Will } from './wills.js'
 
@@ -29,6 +30,7 @@ export type BrokerConfig = Pick<
   | 'maxQueuedBytes'
   | 'queueQos0Messages'
   | 'maxKeepalive'
+  | 'connectTimeout'
   | 'sysInterval'
   | 'retainAvailable'
   | 'persistentClientExpiration'
@@ -94,8 +96,6 @@ export interface BrokerOptions {
 
 /** How often keepalives and session expiry are checked. */
 const SWEEP_MS = 500
-/** A connection that has not sent CONNECT within this time is closed. */
-const CONNECT_TIMEOUT_MS = 10_000
 /** What became of a routed message: whether anyone subscribed, and whether a full queue refused it. */
 export interface PublishResult {
   readonly matched: boolean
@@ -303,6 +303,8 @@ export class Broker {
     for (const m of direct.values()) {
       const session = this.#sessions.get(m.clientId)
       if (session === undefined) continue
+      // The subscriber's ACL decides per message too: `read` on this topic [acl_file].
+      if (session.canRead !== undefined && !session.canRead(message.topic)) continue
       const qos = m.qos < message.qos ? m.qos : message.qos
       const storedSoFar = (ops.length - opsBefore) * message.payload.length
       if (qos > 0 && (session.wouldReject(message.payload.length) || this.#overStoreCap(session, message, storedSoFar))) {
@@ -401,15 +403,33 @@ export class Broker {
     }]
   }
 
-  async authenticate(req: AuthRequest): Promise<AuthVerdict> {
-    if (this.#internal.has(req.clientId)) return 'not-authorized'
+  /**
+   * The verdict and the username the client is known by from now on (a certificate identity
+   * replaces the one in CONNECT). A hook wins; then the listener's rules; then, for streams
+   * without a listener (tests, in-memory pipes), `allow_anonymous` alone.
+   */
+  async authenticate(req: AuthRequest, meta: StreamMeta = {}): Promise<{ verdict: AuthVerdict; username: string | undefined }> {
+    if (this.#internal.has(req.clientId)) return { verdict: 'not-authorized', username: req.username }
     const hook = this.hooks.authenticate
-    if (hook !== undefined) return hook(req)
-    // Without a password file, anonymous access is all there is: on or off.
-    return this.config.allowAnonymous ? 'ok' : 'not-authorized'
+    if (hook !== undefined) return { verdict: await hook(req), username: req.username }
+    const security = meta.security
+    if (security !== undefined) {
+      const v = await security.authenticate({ username: req.username, password: req.password, certificateIdentity: meta.certificateIdentity })
+      return v.verdict === 'ok' ? { verdict: 'ok', username: v.username ?? req.username } : { verdict: v.verdict, username: req.username }
+    }
+    return { verdict: this.config.allowAnonymous ? 'ok' : 'not-authorized', username: req.username }
+  }
+
+  /** Failed logins per address: delays and log throttling (src/auth/login-throttle.ts). */
+  readonly loginThrottle = new LoginThrottle()
+
+  /** The listener's ACL (if any) on one access; streams without a listener are not restricted. */
+  allows(meta: StreamMeta, access: AccessKind, clientId: string, username: string | undefined, topic: string): boolean {
+    return meta.security === undefined || meta.security.allows(access, clientId, username, topic)
   }
 
   async authorizeSubscribe(conn: Connection, filter: string): Promise<boolean> {
+    if (!this.allows(conn.meta, 'subscribe', conn.clientId, conn.username, filter)) return false
     const hook = this.hooks.authorizeSubscribe
     return hook === undefined ? true : hook(conn.clientId, conn.username, filter)
   }
@@ -479,6 +499,7 @@ export class Broker {
       const now = Date.now()
       for (const message of await this.store.matchRetained(filter)) {
         if (message.expiresAt !== undefined && message.expiresAt <= now) continue
+        if (session.canRead !== undefined && !session.canRead(message.topic)) continue
         session.deliver({ message, qos: options.qos < message.qos ? options.qos : message.qos, retain: true, subscriptionIds: id === undefined ? undefined : [id] })
       }
     }
@@ -663,10 +684,8 @@ export class Broker {
     const now = Date.now()
     for (const conn of this.#connections) {
       const live = conn.state === 'open' || conn.state === 'connecting'
-      if ((conn.state === 'new' || (conn.state === 'connecting' && conn.keepalive === 0)) && now - conn.lastSeen > CONNECT_TIMEOUT_MS) {
-        // Also a client without keepalive that stops halfway through an enhanced authentication.
-        conn.close(conn.state === 'new' ? 'no CONNECT within 10 s' : 'authentication not finished within 10 s', false)
-      } else if (live && conn.keepalive > 0 && !conn.held && now - conn.lastSeen > conn.keepalive * 1500) {
+      // A connection that never finishes CONNECT is closed by its own connect_timeout timer (Connection).
+      if (live && conn.keepalive > 0 && !conn.held && now - conn.lastSeen > conn.keepalive * 1500) {
         // Silent for one and a half keepalive periods: [MQTT-3.1.2-24] in 3.1.1, [MQTT-3.1.2-22] in 5.0.
         conn.log.info({ keepalive: conn.keepalive }, 'keepalive timeout')
         // Before CONNACK (an unfinished AUTH exchange) there is no DISCONNECT to send [MQTT-3.14.0-1].

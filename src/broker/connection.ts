@@ -70,6 +70,7 @@ export class Connection implements Outlet, Throttle {
   /** Sessions currently holding this publisher (see Session.hold). */
   #holds = 0
   #corked = false
+  #connectTimer: NodeJS.Timeout | undefined
 
   constructor(broker: Broker, stream: MqttStream, meta: StreamMeta) {
     this.broker = broker
@@ -85,6 +86,18 @@ export class Connection implements Outlet, Throttle {
     if (maxPacketSize > 0) max = Math.min(max, maxPacketSize)
     this.#framer = new Framer(max)
     stream.on('data', (chunk: Buffer) => this.#onData(chunk))
+    const timeout = broker.config.connectTimeout
+    if (timeout > 0) {
+      // Slow-loris: a peer that opens a socket and never finishes CONNECT (or an AUTH exchange)
+      // would hold a file descriptor and a slot under max_connections for ever.
+      this.#connectTimer = setTimeout(() => {
+        if (this.state !== 'new' && this.state !== 'connecting') return
+        this.log.info({ remote: this.remote, seconds: timeout, listener: meta.listener }, 'no CONNECT in time, closing the connection')
+        this.broker.stats.connectTimeouts++
+        this.close(`no CONNECT within ${timeout} s`, false)
+      }, timeout * 1000)
+      this.#connectTimer.unref()
+    }
     stream.on('error', (err: Error) => this.close(`socket error: ${err.message}`, true))
     stream.on('end', () => this.close('connection closed by peer', true))
     stream.on('close', () => this.close('connection closed by peer', true))
@@ -262,6 +275,7 @@ export class Connection implements Outlet, Throttle {
       this.writeRaw(this.#reasonPacket(0xe0, Buffer.from([reasonCode]), this.broker.config.reasonStrings ? reason : undefined))
     }
     this.state = 'closed'
+    if (this.#connectTimer !== undefined) clearTimeout(this.#connectTimer)
     this.#backlog = []
     const stream = this.#stream
     if (!stream.destroyed) {

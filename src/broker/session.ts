@@ -115,6 +115,8 @@ export class Session {
   awaitingRelFull = false
   /** Unix ms when an offline session expires; undefined while connected or never. */
   expiresAt: number | undefined
+  /** The client's ACL on receiving a topic, bound at CONNECT; undefined = no ACL. */
+  canRead: ((topic: string) => boolean) | undefined
 
   readonly #inflight = new Map<number, Inflight>()
   readonly #queue = new OutboundQueue()

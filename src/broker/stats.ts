@@ -16,4 +16,8 @@ export class BrokerStats {
   clientsMaximum = 0
   /** Connections refused by `max_connections`. */
   connectionsRefused = 0
+  /** Connections closed because no CONNECT came within connect_timeout. */
+  connectTimeouts = 0
+  /** PUBLISHes the ACL refused (dropped; MQTT 5 clients were told 0x87). */
+  publishDenied = 0
 }

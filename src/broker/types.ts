@@ -40,6 +40,21 @@ export interface StreamMeta {
   remotePort?: number
   /** Listener name for logs, e.g. "mqtt://127.0.0.1:1883". */
   listener?: string
+  /** The CN of a verified client certificate, on a listener with `use_identity_as_username`. */
+  certificateIdentity?: string
+  /** The listener's password / ACL rules; undefined = the broker's `allow_anonymous` alone. */
+  security?: ConnectionSecurity
+}
+
+export type AccessKind = 'read' | 'write' | 'subscribe'
+
+export type SecurityVerdict = { verdict: 'ok'; username?: string } | { verdict: 'bad-credentials' | 'not-authorized' }
+
+/** A listener's authentication and authorization, as the broker uses them (src/auth/ implements it). */
+export interface ConnectionSecurity {
+  authenticate(req: { username: string | undefined; password: Buffer | undefined; certificateIdentity: string | undefined }): Promise<SecurityVerdict>
+  allows(access: AccessKind, clientId: string, username: string | undefined, topic: string): boolean
+  readonly hasAcl: boolean
 }
 
 /** A stream the broker can speak MQTT over: a socket, a TLS socket, a WebSocket stream or an in-memory pipe. */

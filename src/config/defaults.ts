@@ -2,12 +2,12 @@ import { hostname } from 'node:os'
 import type { PortSelector } from '../serial/resolve.js'
 import type { SerialPortConfig } from './serial-types.js'
 import type { UpstreamConfig } from './upstream-types.js'
-import type { OutpostConfig } from './types.js'
+import type { ListenerConfig, OutpostConfig } from './types.js'
 
 /** The embedded default: what `outpost` with no arguments runs. */
 export function defaultConfig(): OutpostConfig {
   return {
-    listeners: [{ protocol: 'mqtt', port: 1883, bind: '127.0.0.1' }],
+    listeners: [defaultListener('mqtt', 1883, '127.0.0.1')],
     dataDir: './data',
     logLevel: 'info',
     allowAnonymous: true,
@@ -21,6 +21,7 @@ export function defaultConfig(): OutpostConfig {
     // EMQX's defaults.
     maxAwaitingRel: 100,
     awaitRelTimeout: 300,
+    connectTimeout: 10,
     maxKeepalive: 65535,
     sysInterval: 10,
     retainAvailable: true,
@@ -115,5 +116,21 @@ export function defaultUpstream(name: string, url: string): UpstreamConfig {
     maxQueuedBytes: 0,
     queueFullPolicy: 'drop_oldest',
     notificationTopic: 'outpost/{gateway_id}/bridge/{name}/state',
+  }
+}
+
+/** A listener with only protocol, port and bind given: no TLS, no files, the anonymous default. */
+export function defaultListener(protocol: ListenerConfig['protocol'], port: number, bind: string): ListenerConfig {
+  return {
+    protocol,
+    port,
+    bind,
+    path: '/mqtt',
+    tls: undefined,
+    allowAnonymous: undefined,
+    passwordFile: undefined,
+    aclFile: undefined,
+    maxConnections: 0,
+    mountPoint: '',
   }
 }

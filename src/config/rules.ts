@@ -1,4 +1,6 @@
-import type { LogLevel } from './types.js'
+import { closeSync, openSync, readFileSync, statSync } from 'node:fs'
+import { isAbsolute, resolve } from 'node:path'
+import type { ListenerProtocol, LogLevel } from './types.js'
 
 /**
  * One check on a single value, shared by the YAML validator and the command-line flags so that
@@ -156,7 +158,86 @@ export const qos: Rule<0 | 1 | 2> = {
 }
 
 export const port = integer(0, 65535)
-export const protocol = oneOf(['mqtt'])
+
+// A record rather than an array so the compiler fails here if ListenerProtocol gains a member.
+const PROTOCOL_SET = { mqtt: true, mqtts: true, ws: true, wss: true } as const satisfies Record<ListenerProtocol, true>
+const PROTOCOLS = Object.keys(PROTOCOL_SET).filter((p): p is ListenerProtocol => Object.hasOwn(PROTOCOL_SET, p))
+// Other brokers' and URL spellings, pointed at ours; Mosquitto's `protocol websockets` is the likeliest.
+const PROTOCOL_ALIASES: Readonly<Record<string, string>> = {
+  tcp: 'mqtt',
+  ssl: 'mqtts',
+  tls: 'mqtts',
+  websocket: 'ws, or wss for TLS',
+  websockets: 'ws, or wss for TLS',
+  http: 'ws',
+  https: 'wss',
+}
+
+export const protocol: Rule<ListenerProtocol> = {
+  expected: `one of ${PROTOCOLS.join(', ')}`,
+  accepts: (v): v is ListenerProtocol => typeof v === 'string' && Object.hasOwn(PROTOCOL_SET, v),
+  hint: (v) => {
+    if (typeof v !== 'string') return undefined
+    const lower = v.toLowerCase()
+    if (Object.hasOwn(PROTOCOL_SET, lower)) return `write ${lower} in lower case`
+    const alias = Object.hasOwn(PROTOCOL_ALIASES, lower) ? PROTOCOL_ALIASES[lower] : undefined
+    return alias === undefined ? undefined : `write ${alias}`
+  },
+}
+
+/** How a path from the config appears in messages: relative ones also as resolved, since the working directory is rarely obvious. */
+function describePath(path: string): string {
+  return isAbsolute(path) ? path : `${path} (${resolve(path)}: relative to the working directory)`
+}
+
+/** Why an I/O error stopped a file from being read, in an operator's words. */
+function readFailure(err: unknown, where: string): string {
+  const code = err instanceof Error && 'code' in err ? err.code : undefined
+  if (code === 'ENOENT') return `no such file: ${where}`
+  return code === 'EACCES' ? `cannot read ${where}: permission denied` : `cannot read ${where}: ${err instanceof Error ? err.message : String(err)}`
+}
+
+/**
+ * Why `path` is not a regular file this process can read, or undefined. Only readability is
+ * checked: the modules that use the file (password and ACL files) parse it themselves.
+ */
+export function readableFileProblem(path: string): string | undefined {
+  const where = describePath(path)
+  try {
+    if (statSync(path).isDirectory()) return `${where} is a directory; expected a file`
+    // Opening is the only honest test: permissions, ACLs and read-only mounts all have a say.
+    closeSync(openSync(path, 'r'))
+  } catch (err) {
+    return readFailure(err, where)
+  }
+  return undefined
+}
+
+/**
+ * Why `path` is not a PEM file of `kind` that can be loaded, naming the path as resolved: a
+ * missing or swapped TLS file is the commonest TLS problem, and better found by check-config than
+ * at 3 a.m. Only the BEGIN lines are looked at; whether the contents parse is the caller's check.
+ */
+export function pemProblem(path: string, kind: 'certificate' | 'key'): string | undefined {
+  const where = describePath(path)
+  let text: string
+  try {
+    if (statSync(path).isDirectory()) return `${where} is a directory; expected a PEM file`
+    text = readFileSync(path, 'latin1')
+  } catch (err) {
+    return readFailure(err, where)
+  }
+  const convert = kind === 'key' ? 'openssl pkey -inform der -in FILE -out FILE.pem' : 'openssl x509 -inform der -in FILE -out FILE.pem'
+  if (!text.includes('-----BEGIN ')) return `${where} is not a PEM file (no -----BEGIN line); a DER file converts with ${convert}`
+  if (kind === 'certificate') {
+    if (text.includes('-----BEGIN CERTIFICATE-----')) return undefined
+    return `${where} holds no -----BEGIN CERTIFICATE-----${/PRIVATE KEY-----/.test(text) ? '; it holds a private key, which belongs in key_file' : ''}`
+  }
+  // There is no passphrase option: Outpost starts, reloads and reconnects unattended.
+  if (/-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type: 4,ENCRYPTED/.test(text)) return `${where} holds an encrypted key; decrypt it with openssl pkey -in FILE -out FILE.key`
+  if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) return undefined
+  return `${where} holds no private key${text.includes('-----BEGIN CERTIFICATE-----') ? '; it holds a certificate: are cert_file and key_file swapped?' : ''}`
+}
 
 /** How a found value is quoted in a message: strings in double quotes so `"1883"` and `1883` look different. */
 export function describeValue(v: unknown): string {

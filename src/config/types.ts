@@ -8,11 +8,45 @@ import type { UpstreamConfig } from './upstream-types.js'
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
 
-/** One network listener. Only plain TCP (`mqtt`) exists so far; TLS and WebSocket arrive with issue 7. */
+export type ListenerProtocol = 'mqtt' | 'mqtts' | 'ws' | 'wss'
+
+/** TLS settings of an `mqtts` or `wss` listener. Files are PEM; they are read again on SIGHUP. */
+export interface ListenerTls {
+  certFile: string
+  keyFile: string
+  /** CA(s) that client certificates must chain to; needed for `requireCertificate`. */
+  caFile: string | undefined
+  minVersion: 'TLSv1.2' | 'TLSv1.3'
+  /** OpenSSL cipher list for TLS 1.2; undefined = Node's default. */
+  ciphers: string | undefined
+  /** Refuse clients without a certificate signed by `caFile`. */
+  requireCertificate: boolean
+  /** The client certificate's CN becomes the username (and no password is asked for). */
+  useIdentityAsUsername: boolean
+}
+
+/** One network listener with its own security settings. */
 export interface ListenerConfig {
-  protocol: 'mqtt'
+  protocol: ListenerProtocol
   port: number
   bind: string
+  /** WebSocket path for `ws` / `wss` (default `/mqtt`). */
+  path: string
+  /** Required for `mqtts` / `wss`, absent otherwise. */
+  tls: ListenerTls | undefined
+  /**
+   * Accept clients without a username. Undefined: the top-level `allow_anonymous` on a loopback
+   * bind, false on any other (a gateway on a shop-floor network must not be open by accident).
+   */
+  allowAnonymous: boolean | undefined
+  /** Mosquitto-format password file for this listener; undefined = no username/password checks. */
+  passwordFile: string | undefined
+  /** Mosquitto-format ACL file for this listener; undefined = every client may do everything. */
+  aclFile: string | undefined
+  /** Connections this listener accepts at once; 0 = no limit (the global `max_connections` still applies). */
+  maxConnections: number
+  /** Topic prefix for this listener's clients: they see `a/b` where the broker has `MOUNT/a/b`. */
+  mountPoint: string
 }
 
 export interface OutpostConfig {
@@ -38,6 +72,8 @@ export interface OutpostConfig {
   queueFullPolicy: 'drop_oldest' | 'reject_new'
   /** Also queue QoS 0 messages for offline persistent sessions (Mosquitto's queue_qos0_messages). */
   queueQos0Messages: boolean
+  /** Seconds a new connection has to send CONNECT before it is closed (slow-loris); 0 = forever. */
+  connectTimeout: number
   /** Largest keepalive accepted from a client, in seconds; 0 = no cap. */
   maxKeepalive: number
   /** Seconds between `$SYS` updates; 0 disables `$SYS`. */

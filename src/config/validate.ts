@@ -10,18 +10,17 @@ import {
   MQTT_MAX_PACKET_SIZE,
   nonEmptyString,
   oneOf,
-  port,
   qos,
   string,
-  protocol,
   topicLevelName,
   type Rule,
 } from './rules.js'
 import { SHARE_STRATEGIES } from '../broker/shared.js'
+import { readListeners } from './listener-validate.js'
 import { readSerial } from './serial-validate.js'
 import { readUpstream } from './upstream-validate.js'
 import { suggest } from './suggest.js'
-import type { ListenerConfig, OutpostConfig, StoreConfig } from './types.js'
+import type { OutpostConfig, StoreConfig } from './types.js'
 
 /*
  * The validator walks the YAML syntax tree rather than `doc.toJS()` output: only the tree still
@@ -72,17 +71,17 @@ export function scalar<C, T>(rule: Rule<T>, set: (target: C, value: T) => void):
   }
 }
 
-/** A listener under construction; `port` has no default because two defaulted listeners would collide. */
-interface ListenerDraft {
-  protocol: ListenerConfig['protocol']
-  port: number | undefined
-  bind: string
-}
-
-const LISTENER_FIELDS: Readonly<Record<string, FieldSpec<ListenerDraft>>> = {
-  protocol: scalar(protocol, (l, v) => { l.protocol = v }),
-  port: scalar(port, (l, v) => { l.port = v }),
-  bind: scalar(nonEmptyString, (l, v) => { l.bind = v }),
+/** A scalar that passes `rule`, then `problem` (undefined when the value is fine). */
+export function checked<C, T>(rule: Rule<T>, problem: (v: T) => string | undefined, set: (target: C, v: T) => void): FieldSpec<C> {
+  return {
+    read(w, node, offset, field, target) {
+      const value = plainValue(node)
+      if (!rule.accepts(value)) return report(w, offset, field, mismatch(rule, value))
+      const why = problem(value)
+      if (why === undefined) set(target, value)
+      else report(w, offset, field, why)
+    },
+  }
 }
 
 const counter = integer(0)
@@ -102,6 +101,7 @@ const TOP_LEVEL_FIELDS: Readonly<Record<string, FieldSpec<OutpostConfig>>> = {
   max_awaiting_rel: scalar(counter, (c, v) => { c.maxAwaitingRel = v }),
   await_rel_timeout: scalar(counter, (c, v) => { c.awaitRelTimeout = v }),
   queue_full_policy: scalar(oneOf(['drop_oldest', 'reject_new'] as const), (c, v) => { c.queueFullPolicy = v }),
+  connect_timeout: scalar(counter, (c, v) => { c.connectTimeout = v }),
   max_keepalive: scalar(integer(0, 65535), (c, v) => { c.maxKeepalive = v }),
   sys_interval: scalar(counter, (c, v) => { c.sysInterval = v }),
   retain_available: scalar(boolean, (c, v) => { c.retainAvailable = v }),
@@ -142,8 +142,6 @@ function readStore(w: Walk, node: unknown, offset: number, field: string, target
 
 /** Every top-level key the config file accepts. */
 export const CONFIG_KEYS: readonly string[] = Object.keys(TOP_LEVEL_FIELDS)
-/** Every key a `listeners` entry accepts. */
-export const LISTENER_KEYS: readonly string[] = Object.keys(LISTENER_FIELDS)
 
 /**
  * Reads each key of `map` into `target` through `fields`, reporting unknown keys (with a
@@ -178,50 +176,6 @@ export function readMapping<C>(
     spec.read(w, value, empty ? keyOffset : offsetOf(pair.value, keyOffset), field, target)
   }
   return seen
-}
-
-function readListeners(w: Walk, node: unknown, offset: number, field: string, target: OutpostConfig): void {
-  if (!isSeq(node)) {
-    report(w, offset, field, `expected a list of listeners, got ${describeValue(plainValue(node))}`)
-    return
-  }
-  if (node.items.length === 0) {
-    report(w, offset, field, 'expected at least one listener, got an empty list')
-    return
-  }
-  const fallbackBind = defaultConfig().listeners[0]?.bind ?? '127.0.0.1'
-  const listeners: ListenerConfig[] = []
-  const firstAt = new Map<string, number>()
-  let allValid = true
-  node.items.forEach((rawItem, i) => {
-    const path = `${field}[${i}]`
-    const item = deref(w, rawItem)
-    const at = offsetOf(rawItem, offset)
-    if (!isMap(item)) {
-      report(w, at, path, `expected a mapping with keys ${LISTENER_KEYS.join(', ')}, got ${describeValue(plainValue(item))}`)
-      allValid = false
-      return
-    }
-    const draft: ListenerDraft = { protocol: 'mqtt', port: undefined, bind: fallbackBind }
-    const before = w.problems.length
-    const seen = readMapping(w, item, path, LISTENER_FIELDS, draft)
-    if (!seen.has('port')) report(w, at, `${path}.port`, `missing; expected ${port.expected}`)
-    if (w.problems.length > before || draft.port === undefined) {
-      allValid = false
-      return
-    }
-    // Port 0 asks the OS for a free port, so several port-0 listeners never collide.
-    const where = `${draft.bind}:${draft.port}`
-    const earlier = firstAt.get(where)
-    if (draft.port !== 0 && earlier !== undefined) {
-      report(w, at, path, `same bind and port as ${field}[${earlier}] (${where})`)
-      allValid = false
-    } else {
-      firstAt.set(where, i)
-    }
-    listeners.push({ protocol: draft.protocol, port: draft.port, bind: draft.bind })
-  })
-  if (allValid) target.listeners = listeners
 }
 
 /**

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import type { TestContext } from 'node:test'
 import { pino, type Logger } from 'pino'
 import { Broker, type BrokerHooks } from '../../src/broker/broker.js'
-import { defaultConfig } from '../../src/config/defaults.js'
+import { defaultConfig, defaultListener } from '../../src/config/defaults.js'
 import type { OutpostConfig } from '../../src/config/types.js'
 import { startGateway, type Gateway } from '../../src/gateway.js'
 import { duplexPair } from './duplex-pair.js'
@@ -75,7 +75,7 @@ export async function tcpGateway(t: TestContext, overrides: Partial<OutpostConfi
     sysInterval: 0,
     dataDir,
     ...overrides,
-    listeners: [{ protocol: 'mqtt', port: 0, bind: '127.0.0.1' }],
+    listeners: [defaultListener('mqtt', 0, '127.0.0.1')],
   }
   const gw = await startGateway(config, log)
   t.after(() => gw.close())

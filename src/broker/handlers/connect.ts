@@ -32,6 +32,8 @@ export interface PendingConnect {
   readonly serverKeepAlive: number | undefined
   /** Set while an MQTT 5 enhanced authentication exchange is under way (section 4.12). */
   authMethod?: string
+  /** The username authentication settled on (a certificate identity replaces the packet's). */
+  username?: string | undefined
 }
 
 /**
@@ -87,10 +89,24 @@ export async function handleConnect(conn: Connection, packet: Connect5, raw: Buf
     await startEnhancedAuth(conn, pending, props.authenticationMethod, props.authenticationData)
     return
   }
-  const verdict = await broker.authenticate({ clientId, username: packet.username, password: packet.password, remote: conn.remote })
+  const { verdict, username } = await broker.authenticate({ clientId, username: packet.username, password: packet.password, remote: conn.remote }, conn.meta)
   if (conn.isClosed()) return
-  if (verdict !== 'ok') return refuse(conn, verdict === 'bad-credentials' ? 'badCredentials' : 'notAuthorized', `authentication: ${verdict}`)
-  await completeConnect(conn, pending, {})
+  const address = conn.meta.remoteAddress ?? conn.remote
+  if (verdict !== 'ok') {
+    const { delayMs, log, unlogged } = broker.loginThrottle.failed(address)
+    if (log) conn.log.warn({ clientId, remote: conn.remote, username: packet.username, listener: conn.meta.listener, verdict, ...(unlogged > 0 ? { unloggedSince: unlogged } : {}) }, 'login failed')
+    // Answering later makes guessing slow from one address without holding anything but a timer.
+    if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs).unref())
+    if (conn.isClosed()) return
+    return refuse(conn, verdict === 'bad-credentials' ? 'badCredentials' : 'notAuthorized', `authentication: ${verdict}`)
+  }
+  broker.loginThrottle.succeeded(address)
+  // A will this client may not publish is dropped here rather than refused at its time.
+  if (packet.will !== undefined && !broker.allows(conn.meta, 'write', clientId, username, packet.will.topic)) {
+    conn.log.info({ clientId, topic: packet.will.topic }, 'the ACL does not let this client publish its will; it is dropped')
+    packet.will = undefined
+  }
+  await completeConnect(conn, { ...pending, username }, {})
 }
 
 /** Authentication passed: open the session and answer CONNACK with the server's limits. */
@@ -100,12 +116,16 @@ export async function completeConnect(conn: Connection, pending: PendingConnect,
   const v5 = conn.version === 5
   const props = packet.props ?? {}
   const clean = packet.clean !== false
-  conn.username = packet.username
+  conn.username = pending.username ?? packet.username
   conn.will = willOf(packet, clientId)
   const requested = v5 ? (props.sessionExpiryInterval ?? 0) : clean ? 0 : NEVER
   const expiry = broker.grantedExpiry(requested)
   const { session, present } = broker.openSession(conn, clientId, clean, expiry)
   conn.session = session
+  const security = conn.meta.security
+  const username = conn.username
+  // Deliveries (live and retained) are checked against this client's ACL, also while it is offline.
+  session.canRead = security?.hasAcl === true ? (topic) => security.allows('read', clientId, username, topic) : undefined
   // A persistent session (and any will) is on disk before the CONNACK says it exists, so a crash
   // right after cannot take back what the client was told (its incoming QoS 2 messages hang on it
   // too, and its will must still go out).

@@ -46,6 +46,13 @@ export function handlePublish(conn: Connection, packet: Publish5): void {
     if (qos > 0) conn.ack(qos === 1 ? 0x40 : 0x50, id, refusal.code, refusal.reason)
     return
   }
+  if (!broker.allows(conn.meta, 'write', conn.clientId, conn.username, topic)) {
+    // The ACL says no: a 3.1.1 client cannot be told, so it is acknowledged and dropped (as
+    // Mosquitto does) and counted; an MQTT 5 client gets 0x87 Not authorized.
+    broker.stats.publishDenied++
+    if (qos > 0) conn.ack(qos === 1 ? 0x40 : 0x50, id, ReasonCode.NotAuthorized, `not authorized to publish to ${topic}`)
+    return
+  }
 
   const expiry = props.messageExpiryInterval
   const properties = v5 ? messageProperties(props) : undefined
