@@ -4,8 +4,6 @@
  * (`{gateway_id}`, `{name}`) are checked here but kept as written: the bridge renders them.
  * Like `serial`, the section is taken only when every entry is valid.
  */
-import { readFileSync, statSync } from 'node:fs'
-import { isAbsolute, resolve } from 'node:path'
 import { isMap, isScalar, isSeq, type Scalar, type YAMLMap } from 'yaml'
 import { TopicTemplate, type Placeholder } from '../serial/template.js'
 import { defaultUpstream } from './defaults.js'
@@ -16,6 +14,7 @@ import {
   mismatch,
   MQTT_MAX_STRING_BYTES,
   oneOf,
+  pemProblem,
   positiveNumber,
   qos,
   quoteIt,
@@ -25,10 +24,10 @@ import {
   type Rule,
 } from './rules.js'
 // validate.ts imports readUpstream from here. The cycle is safe as long as validate.ts refers only
-// to hoisted function declarations from here, and this module's top level calls only `scalar` from it.
+// to hoisted function declarations from here, and this module's top level calls only `scalar` and `checked` (both hoisted) from it.
 // It comes before serial-validate-mapping.js so that, when this module is loaded first, the serial
 // modules are still entered the way validate.ts enters them.
-import { deref, offsetOf, plainValue, readMapping, report, scalar, type FieldSpec, type Walk } from './validate.js'
+import { checked, deref, offsetOf, plainValue, readMapping, report, scalar, type FieldSpec, type Walk } from './validate.js'
 import { find, templateProblem } from './serial-validate-mapping.js'
 import type { OutpostConfig } from './types.js'
 import type { Direction, TopicRule, UpstreamConfig, UpstreamTls } from './upstream-types.js'
@@ -107,19 +106,6 @@ function parseUrl(text: string): UrlParts | string {
 /** A remote prefix may start with `$` (AWS IoT's `$aws/...`), but not turn a filter into a shared subscription. */
 const shared = (text: string): boolean => /^\$(share|queue)\//.test(text)
 
-/** A scalar that passes `rule`, then `problem` (undefined when the value is fine). */
-function checked<C>(rule: Rule<string>, problem: (v: string) => string | undefined, set: (target: C, v: string) => void): FieldSpec<C> {
-  return {
-    read(w, node, offset, field, target) {
-      const value = plainValue(node)
-      if (!rule.accepts(value)) return report(w, offset, field, mismatch(rule, value))
-      const why = problem(value)
-      if (why === undefined) set(target, value)
-      else report(w, offset, field, why)
-    },
-  }
-}
-
 /** `problem`, after checking that the only placeholders are `{gateway_id}` and `{name}`. */
 function templated(problem: (v: string) => string | undefined): (v: string) => string | undefined {
   return (v) => {
@@ -132,33 +118,6 @@ function templated(problem: (v: string) => string | undefined): (v: string) => s
 function prefixProblem(v: string): string | undefined {
   if (/[+#\u0000]/.test(v)) return 'a prefix cannot contain the wildcards + or #'
   return shared(v) ? 'a prefix cannot start with $share/ or $queue/' : undefined
-}
-
-/**
- * Why `path` is not a PEM file of `kind` the bridge can read, naming the path as resolved: a
- * missing CA file is the commonest TLS problem, and better found by check-config than at 3 a.m.
- */
-function pemProblem(path: string, kind: 'certificate' | 'key'): string | undefined {
-  const where = isAbsolute(path) ? path : `${path} (${resolve(path)}: relative to the working directory)`
-  let text: string
-  try {
-    if (statSync(path).isDirectory()) return `${where} is a directory; expected a PEM file`
-    text = readFileSync(path, 'latin1')
-  } catch (err) {
-    const code = err instanceof Error && 'code' in err ? err.code : undefined
-    if (code === 'ENOENT') return `no such file: ${where}`
-    return code === 'EACCES' ? `cannot read ${where}: permission denied` : `cannot read ${where}: ${err instanceof Error ? err.message : String(err)}`
-  }
-  const convert = kind === 'key' ? 'openssl pkey -inform der -in FILE -out FILE.pem' : 'openssl x509 -inform der -in FILE -out FILE.pem'
-  if (!text.includes('-----BEGIN ')) return `${where} is not a PEM file (no -----BEGIN line); a DER file converts with ${convert}`
-  if (kind === 'certificate') {
-    if (text.includes('-----BEGIN CERTIFICATE-----')) return undefined
-    return `${where} holds no -----BEGIN CERTIFICATE-----${/PRIVATE KEY-----/.test(text) ? '; it holds a private key, which belongs in key_file' : ''}`
-  }
-  // There is no passphrase option, and the bridge must reconnect unattended.
-  if (/-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type: 4,ENCRYPTED/.test(text)) return `${where} holds an encrypted key; decrypt it with openssl pkey -in FILE -out FILE.key`
-  if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) return undefined
-  return `${where} holds no private key${text.includes('-----BEGIN CERTIFICATE-----') ? '; it holds a certificate: are cert_file and key_file swapped?' : ''}`
 }
 
 const TLS_FIELDS: Readonly<Record<string, FieldSpec<UpstreamTls>>> = {
