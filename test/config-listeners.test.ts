@@ -14,6 +14,7 @@ import { defaultListener } from '../src/config/defaults.js'
 import { applyOverrides, parseConfigText } from '../src/config/load.js'
 import type { ListenerConfig, ListenerTls } from '../src/config/types.js'
 import { FILE, onlyProblem, problems } from './helpers/config-problems.js'
+import { OUTPOST_CLI as CLI } from './helpers/outpost-process.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'outpost-listeners-'))
 after(() => rmSync(dir, { recursive: true, force: true }))
@@ -234,11 +235,26 @@ describe('listeners: each bad value is one problem with file, line, column and f
     assert.match(p.message, new RegExp(`^${CORRUPT}: its certificate cannot be read \\(.+\\); is the file cut short or edited\\?$`))
   })
 
-  test('an unreadable password file is refused (skipped as root, who reads everything)', (t) => {
-    if (process.getuid?.() === 0) return t.skip('running as root')
+  test('an unreadable password file is refused', () => {
     const locked = file('locked', 'alice:x\n')
     execFileSync('chmod', ['000', locked])
-    assert.equal(onlyProblem(entry(`password_file: ${locked}`)).message, `cannot read ${locked}: permission denied`)
+    const message = `cannot read ${locked}: permission denied`
+    if (process.getuid?.() !== 0) {
+      assert.equal(onlyProblem(entry(`password_file: ${locked}`)).message, message)
+      return
+    }
+    // Root reads everything, so the check runs where a service user would be: the built CLI,
+    // as `nobody`, on a config it can read naming the file it cannot.
+    execFileSync('chmod', ['755', dir])
+    const config = file('locked.yaml', entry(`password_file: ${locked}`))
+    execFileSync('chmod', ['644', config])
+    let stderr = ''
+    try {
+      execFileSync(process.execPath, [CLI, 'check-config', config], { uid: 65534, gid: 65534, stdio: ['ignore', 'pipe', 'pipe'] })
+    } catch (err) {
+      stderr = err instanceof Error && 'stderr' in err ? String(err.stderr) : String(err)
+    }
+    assert.match(stderr, new RegExp(`listeners\\[0\\]\\.password_file: ${message.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}`))
   })
 })
 

@@ -17,7 +17,7 @@ const pbkdf2Async = promisify(pbkdf2)
 export const DEFAULT_ITERATIONS = 101
 /** Mosquitto reads the count with atoi() into a C int; OpenSSL's PBKDF2 takes an int too. */
 export const MAX_ITERATIONS = 2 ** 31 - 1
-/** mosquitto_passwd 2.0's SALT_LEN. Mosquitto 2.0 refuses any other salt length when it reads. */
+/** mosquitto_passwd 2.0's SALT_LEN. Mosquitto 2.0 refuses every other salt length when it reads. */
 const SALT_BYTES = 12
 /** Mosquitto 2.1 writes 64-byte salts and reads 12 or 64; accepting both keeps its files usable. */
 const SALT_LENGTHS_READ = [SALT_BYTES, 64]

@@ -33,7 +33,7 @@ export interface FieldRule {
   ignore?: boolean
 }
 
-/** How readings become messages; the port sets all of it, a device entry may override any part. */
+/** How readings become messages; the port sets all of it, a device entry may override each part of it. */
 export interface MappingRule {
   /** Topic of the JSON object per reading. Placeholders: `{port}`, `{device}`. */
   topic: string
