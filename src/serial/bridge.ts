@@ -36,8 +36,8 @@ export class SerialBridge {
     const host = { publish: (p: Publication) => this.#publish(p), log }
     this.#routes = ports.map((c) => ({
       port: new PortBridge(c, host),
-      commands: c.commandTopic === '' ? undefined : compile(c.commandTopic, ['port', 'device']),
-      response: c.responseTopic === '' ? undefined : compile(c.responseTopic, ['port', 'device']),
+      commands: c.commandTopic === '' ? undefined : TopicTemplate.compile(c.commandTopic, ['port', 'device']),
+      response: c.responseTopic === '' ? undefined : TopicTemplate.compile(c.responseTopic, ['port', 'device']),
     }))
   }
 
@@ -119,7 +119,7 @@ export class SerialBridge {
     for (const r of this.#routes) {
       const t = r.port.config.availabilityTopic
       if (t === '') continue
-      const template = compile(t, ['port', 'device'])
+      const template = TopicTemplate.compile(t, ['port', 'device'])
       if (template.wholeLevels) filters.set(template.toFilter({ port: r.port.config.name }), r)
     }
     if (filters.size === 0) return
@@ -145,10 +145,4 @@ export class SerialBridge {
     }
     return values
   }
-}
-
-function compile(source: string, allowed: Array<'port' | 'device'>): TopicTemplate {
-  const t = TopicTemplate.parse(source, allowed)
-  if (typeof t === 'string') throw new Error(`invalid topic template ${source}: ${t}`)
-  return t
 }

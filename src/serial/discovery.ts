@@ -8,11 +8,12 @@
 import type { FieldRule, MappingRule } from '../config/serial-types.js'
 import type { FieldValue } from './codecs/line-parsers.js'
 import type { Publication } from './mapper.js'
-import { safeLevel, TopicTemplate } from './template.js'
+import { safeLevel, TopicTemplate, type Placeholder } from './template.js'
 
 export const DISCOVERY_PREFIX = 'homeassistant'
 /** Fields announced per device: a line device inventing keys cannot make us announce forever. */
 export const MAX_ANNOUNCED_FIELDS = 64
+const FIELD_TOPIC: readonly Placeholder[] = ['port', 'device', 'field']
 
 export interface AnnouncedField {
   /** The device's own name for the field. */
@@ -72,7 +73,7 @@ export function discoveryMessages(info: DeviceInfo, fields: readonly AnnouncedFi
   const out: Publication[] = []
   const { rule } = info
   const vars = { port: info.port, device: info.device }
-  const jsonTopic = parse(rule.topic).render(vars)
+  const jsonTopic = TopicTemplate.compile(rule.topic, FIELD_TOPIC).render(vars)
   const nodeId = safeId(`outpost_${info.port}_${info.device}`)
   for (const f of fields) {
     const r = info.fields[f.field] ?? {}
@@ -80,7 +81,7 @@ export function discoveryMessages(info: DeviceInfo, fields: readonly AnnouncedFi
     const name = r.name ?? f.field
     const unit = r.unit ?? (f.unit === '' ? undefined : f.unit)
     const byField = rule.output !== 'json'
-    const stateTopic = byField ? parse(rule.fieldTopic).render({ ...vars, field: name }) : jsonTopic
+    const stateTopic = byField ? TopicTemplate.compile(rule.fieldTopic, FIELD_TOPIC).render({ ...vars, field: name }) : jsonTopic
     const component = f.kind === 'bool' ? 'binary_sensor' : 'sensor'
     const key = JSON.stringify(name)
     const config: Record<string, unknown> = {
@@ -121,10 +122,4 @@ export function kindOf(value: FieldValue): AnnouncedField['kind'] {
 /** Discovery ids allow `[a-zA-Z0-9_-]` only. */
 function safeId(text: string): string {
   return safeLevel(text).replace(/[^A-Za-z0-9_-]/g, '_')
-}
-
-function parse(source: string): TopicTemplate {
-  const t = TopicTemplate.parse(source, ['port', 'device', 'field'])
-  if (typeof t === 'string') throw new Error(`invalid topic template ${source}: ${t}`)
-  return t
 }

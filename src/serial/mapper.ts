@@ -94,13 +94,12 @@ export class ReadingMapper {
     const topic = e.topic.render(vars)
     let gate = this.#jsonGates.get(topic)
     if (gate === undefined) {
-      const deadbands = (name: string): number => {
-        const source = Object.entries(e.fields).find(([field, r]) => (r.name ?? field) === name)
-        return source?.[1].deadband ?? e.rule.deadband
-      }
+      // By output name (a field rule may rename), built once: checked for every key of every reading.
+      const byName = new Map(Object.entries(e.fields).map(([field, r]) => [r.name ?? field, r.deadband]))
+      const deadband = (name: string): number => byName.get(name) ?? e.rule.deadband
       gate = new Gate<JsonCandidate>(
         e.rule.throttle,
-        (c, last) => last === undefined || Object.entries(c.values).some(([k, v]) => moved(v, last.values[k], deadbands(k))),
+        (c, last) => last === undefined || Object.entries(c.values).some(([k, v]) => moved(v, last.values[k], deadband(k))),
         (c) => this.#send({ topic, payload: JSON.stringify(withTime(c, e.rule.timestamp)), qos: e.rule.qos, retain: e.rule.retain }),
         this.#now,
       )
@@ -151,7 +150,7 @@ export class ReadingMapper {
     const rule = { ...withoutFields(base), ...definedOnly(overRest) }
     const fields: Record<string, FieldRule> = { ...base.fields }
     for (const [name, r] of Object.entries(overFields ?? {})) fields[name] = { ...base.fields[name], ...r }
-    const e: Effective = { rule, topic: compile(rule.topic), fieldTopic: compile(rule.fieldTopic), fields }
+    const e: Effective = { rule, topic: TopicTemplate.compile(rule.topic, ['port', 'device', 'field']), fieldTopic: TopicTemplate.compile(rule.fieldTopic, ['port', 'device', 'field']), fields }
     this.#effective.set(device, e)
     return e
   }
@@ -241,12 +240,6 @@ function withTime(c: JsonCandidate, format: MappingRule['timestamp']): Json {
   return { ...c.values, time: format === 'iso' ? new Date(c.at).toISOString() : c.at }
 }
 
-function compile(source: string): TopicTemplate {
-  const t = TopicTemplate.parse(source, ['port', 'device', 'field'])
-  // The validator refused bad templates already; reaching this is a bug in it.
-  if (typeof t === 'string') throw new Error(`invalid topic template ${source}: ${t}`)
-  return t
-}
 
 function withoutFields(rule: MappingRule): Omit<MappingRule, 'fields'> {
   const { fields: _fields, ...rest } = rule

@@ -65,6 +65,7 @@ export class PortBridge {
   readonly #channel: CommandChannel
   readonly #devices = new Map<string, DeviceState>()
   readonly #availability: TopicTemplate | undefined
+  readonly #stateTopic: string | undefined
   readonly #counters: BridgeCounters = { 'undeclared-field': 0, 'no-hello': 0, 'unexpected-frame': 0, lost: 0, 'too-many-devices': 0, 'no-device': 0, commands: 0, 'command-failures': 0 }
   readonly #lastLog = new Map<string, { at: number; suppressed: number }>()
   #hello: Hello | undefined
@@ -78,7 +79,8 @@ export class PortBridge {
     this.config = config
     this.#host = host
     this.#log = host.log.child({ port: config.name })
-    this.#availability = config.availabilityTopic === '' ? undefined : template(config.availabilityTopic)
+    this.#availability = config.availabilityTopic === '' ? undefined : TopicTemplate.compile(config.availabilityTopic, ['port', 'device'])
+    this.#stateTopic = config.stateTopic === '' ? undefined : TopicTemplate.compile(config.stateTopic, ['port', 'device']).render({ port: config.name })
     const selector = config.selector
     this.#link = new SerialLink(
       {
@@ -163,7 +165,7 @@ export class PortBridge {
     this.#mapper.close()
     this.#channel.fail('gateway stopping')
     for (const id of this.#devices.keys()) this.#setOnline(id, false)
-    this.#publishRaw(this.config.stateTopic, { state: 'stopped' })
+    this.#writeState({ state: 'stopped' })
     await this.#link.close()
   }
 
@@ -364,12 +366,13 @@ export class PortBridge {
 
   #publishState(s: LinkState): void {
     if (this.#closed) return
-    this.#publishRaw(this.config.stateTopic, s)
+    this.#writeState(s)
   }
 
-  #publishRaw(topicTemplate: string, payload: object): void {
-    if (topicTemplate === '') return
-    this.#host.publish({ topic: template(topicTemplate).render({ port: this.config.name }), payload: JSON.stringify(payload), qos: 1, retain: true })
+  /** The port state, retained, on the state topic (rendered once: it has only `{port}`). */
+  #writeState(payload: object): void {
+    if (this.#stateTopic === undefined) return
+    this.#host.publish({ topic: this.#stateTopic, payload: JSON.stringify(payload), qos: 1, retain: true })
   }
 
   #nextSeq(): number {
@@ -396,11 +399,6 @@ export class PortBridge {
   }
 }
 
-function template(source: string): TopicTemplate {
-  const t = TopicTemplate.parse(source, ['port', 'device'])
-  if (typeof t === 'string') throw new Error(`invalid topic template ${source}: ${t}`)
-  return t
-}
 
 function jsonObject(payload: Buffer): Record<string, unknown> | undefined {
   try {

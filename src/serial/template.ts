@@ -40,6 +40,16 @@ export class TopicTemplate {
     return new TopicTemplate(source, parts)
   }
 
+  /**
+   * For templates the config validator has already accepted: a bad one here is a bug in the
+   * validator, so it throws rather than returning the reason.
+   */
+  static compile(source: string, allowed: readonly Placeholder[]): TopicTemplate {
+    const t = TopicTemplate.parse(source, allowed)
+    if (typeof t === 'string') throw new Error(`invalid topic template ${source}: ${t}`)
+    return t
+  }
+
   /** Placeholders used, in order. */
   get placeholders(): Placeholder[] {
     return this.#parts.flatMap((p) => ('name' in p ? [p.name] : []))
