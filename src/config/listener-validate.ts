@@ -28,7 +28,7 @@ import {
 // to hoisted function declarations from here, and this module's top level calls only `scalar` and
 // `checked` from it. validate.js comes first so that, when this module is loaded first, the
 // serial modules are still entered the way validate.ts enters them.
-import { checked, deref, offsetOf, plainValue, readMapping, report, scalar, type FieldSpec, type Walk } from './validate.js'
+import { checked, forEachMapping, plainValue, readMapping, report, scalar, type FieldSpec, type Walk } from './validate.js'
 import { find } from './serial-validate-mapping.js'
 import type { ListenerConfig, ListenerProtocol, ListenerTls, OutpostConfig } from './types.js'
 
@@ -206,42 +206,27 @@ function readEntry(w: Walk, item: YAMLMap, at: number, path: string, bind: strin
 }
 
 export function readListeners(w: Walk, node: unknown, offset: number, field: string, target: OutpostConfig): void {
-  if (!isSeq(node)) {
-    report(w, offset, field, `expected a list of listeners, got ${describeValue(plainValue(node))}`)
-    return
-  }
-  if (node.items.length === 0) {
+  if (isSeq(node) && node.items.length === 0) {
     report(w, offset, field, 'expected at least one listener, got an empty list')
     return
   }
   const fallbackBind = defaultConfig().listeners[0]?.bind ?? '127.0.0.1'
   const listeners: ListenerConfig[] = []
   const firstAt = new Map<string, number>()
-  let allValid = true
-  node.items.forEach((rawItem, i) => {
-    const path = `${field}[${i}]`
-    const item = deref(w, rawItem)
-    const at = offsetOf(rawItem, offset)
-    if (!isMap(item)) {
-      report(w, at, path, `expected a mapping with a port (for example - port: 1883), got ${describeValue(plainValue(item))}`)
-      allValid = false
-      return
-    }
+  const example = { list: 'a list of listeners', item: 'a mapping with a port (for example - port: 1883)' }
+  const allValid = forEachMapping(w, node, offset, field, example, (item, at, path, i) => {
     const listener = readEntry(w, item, at, path, fallbackBind)
-    if (listener === undefined) {
-      allValid = false
-      return
-    }
+    if (listener === undefined) return false
     // Port 0 asks the OS for a free port, so several port-0 listeners never collide.
     const where = `${listener.bind}:${listener.port}`
     const earlier = firstAt.get(where)
     if (listener.port !== 0 && earlier !== undefined) {
       report(w, at, path, `same bind and port as ${field}[${earlier}] (${where})`)
-      allValid = false
-    } else {
-      firstAt.set(where, i)
+      return false
     }
+    firstAt.set(where, i)
     listeners.push(listener)
+    return true
   })
-  if (allValid) target.listeners = listeners
+  if (allValid === true) target.listeners = listeners
 }

@@ -3,7 +3,7 @@
  * (with serial-validate-mapping.ts) how readings become messages and commands come back.
  * Like `listeners`, the section is taken only when every entry is valid.
  */
-import { isMap, isSeq } from 'yaml'
+import { isMap } from 'yaml'
 import type { CsvSeparator, KeyValueSeparator, LineFormat } from '../serial/codecs/line-parsers.js'
 import type { PortSelector } from '../serial/resolve.js'
 import { defaultSerialPort } from './defaults.js'
@@ -35,7 +35,7 @@ import type { CommandArgType, DeviceRule, LinesConfig, SerialPortConfig } from '
 import type { OutpostConfig } from './types.js'
 // validate.ts imports readSerial from here. The cycle is safe: at load time this module only calls
 // `scalar`, a hoisted function declaration, and validate.ts only refers to `readSerial`, another.
-import { deref, offsetOf, plainValue, readMapping, report, scalar, type FieldSpec, type Walk } from './validate.js'
+import { forEachMapping, plainValue, readMapping, report, scalar, type FieldSpec, type Walk } from './validate.js'
 
 export { SERIAL_DEVICE_KEYS, SERIAL_FIELD_KEYS } from './serial-validate-mapping.js'
 
@@ -300,29 +300,14 @@ function readPort(w: Walk, item: unknown, at: number, path: string): SerialPortC
 }
 
 export function readSerial(w: Walk, node: unknown, offset: number, field: string, target: OutpostConfig): void {
-  if (!isSeq(node)) {
-    report(w, offset, field, `expected a list of serial ports (for example - path: /dev/ttyUSB0), got ${describeValue(plainValue(node))}`)
-    return
-  }
   const ports: SerialPortConfig[] = []
   const where: Array<{ item: unknown; at: number; path: string }> = []
   const nameAt = new Map<string, number>()
   const portAt = new Map<string, number>()
-  let allValid = true
-  node.items.forEach((raw, i) => {
-    const path = `${field}[${i}]`
-    const item = deref(w, raw)
-    const at = offsetOf(raw, offset)
-    if (!isMap(item)) {
-      report(w, at, path, `expected a mapping with a port (path, by_id or usb), got ${describeValue(plainValue(item))}`)
-      allValid = false
-      return
-    }
+  const example = { list: 'a list of serial ports (for example - path: /dev/ttyUSB0)', item: 'a mapping with a port (path, by_id or usb)' }
+  const allValid = forEachMapping(w, node, offset, field, example, (item, at, path, i) => {
     const port = readPort(w, item, at, path)
-    if (port === undefined) {
-      allValid = false
-      return
-    }
+    if (port === undefined) return false
     const [key, id] = selectorKey(port.selector)
     const samePort = portAt.get(`${key} ${id}`)
     const sameName = nameAt.get(port.name)
@@ -331,15 +316,14 @@ export function readSerial(w: Walk, node: unknown, offset: number, field: string
       const hint = item.has('name') ? '' : ' (derived from the port; set name)'
       report(w, find(w, item, ['name'], at), `${path}.name`, `same name as ${field}[${sameName}] ("${port.name}")${hint}`)
     }
-    if (samePort !== undefined || sameName !== undefined) {
-      allValid = false
-      return
-    }
+    if (samePort !== undefined || sameName !== undefined) return false
     portAt.set(`${key} ${id}`, i)
     nameAt.set(port.name, i)
     ports.push(port)
     where.push({ item, at, path })
+    return true
   })
+  if (allValid === undefined) return
   // Among the entries that are valid on their own, so that it is reported along with the rest.
   const echoes = echoProblems(ports, where.map((x) => x.path))
   for (const [i, message] of echoes) {

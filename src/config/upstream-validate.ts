@@ -27,7 +27,7 @@ import {
 // to hoisted function declarations from here, and this module's top level calls only `scalar` and `checked` (both hoisted) from it.
 // It comes before serial-validate-mapping.js so that, when this module is loaded first, the serial
 // modules are still entered the way validate.ts enters them.
-import { checked, deref, offsetOf, plainValue, readMapping, report, scalar, type FieldSpec, type Walk } from './validate.js'
+import { checked, deref, forEachMapping, offsetOf, plainValue, readMapping, report, scalar, type FieldSpec, type Walk } from './validate.js'
 import { find, templateProblem } from './serial-validate-mapping.js'
 import type { OutpostConfig } from './types.js'
 import type { Direction, TopicRule, UpstreamConfig, UpstreamTls } from './upstream-types.js'
@@ -346,27 +346,12 @@ function readEntry(w: Walk, item: YAMLMap, at: number, path: string): { up: Upst
 }
 
 export function readUpstream(w: Walk, node: unknown, offset: number, field: string, target: OutpostConfig): void {
-  if (!isSeq(node)) {
-    report(w, offset, field, `expected a list of bridges (for example - url: mqtts://broker.example.com:8883), got ${describeValue(plainValue(node))}`)
-    return
-  }
   const bridges: UpstreamConfig[] = []
   const firstAt = new Map<string, number>()
-  let allValid = true
-  node.items.forEach((raw, i) => {
-    const path = `${field}[${i}]`
-    const item = deref(w, raw)
-    const at = offsetOf(raw, offset)
-    if (!isMap(item)) {
-      report(w, at, path, `expected a mapping with a url, got ${describeValue(plainValue(item))}`)
-      allValid = false
-      return
-    }
+  const example = { list: 'a list of bridges (for example - url: mqtts://broker.example.com:8883)', item: 'a mapping with a url' }
+  const allValid = forEachMapping(w, node, offset, field, example, (item, at, path, i) => {
     const entry = readEntry(w, item, at, path)
-    if (entry === undefined) {
-      allValid = false
-      return
-    }
+    if (entry === undefined) return false
     const { up, broker } = entry
     // Each must differ between bridges; undefined exempts one.
     const unique: Array<[string, string | undefined, (earlier: number) => string]> = [
@@ -383,12 +368,10 @@ export function readUpstream(w: Walk, node: unknown, offset: number, field: stri
       if (earlier !== undefined) report(w, find(w, item, [key], find(w, item, ['url'], at)), `${path}.${key}`, message(earlier))
       clash ||= earlier !== undefined
     }
-    if (clash) {
-      allValid = false
-      return
-    }
+    if (clash) return false
     for (const [key, value] of unique) if (value !== undefined) firstAt.set(`${key} ${value}`, i)
     bridges.push(up)
+    return true
   })
-  if (allValid) target.upstream = bridges
+  if (allValid === true) target.upstream = bridges
 }

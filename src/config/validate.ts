@@ -1,4 +1,4 @@
-import { isAlias, isMap, isNode, isScalar, isSeq, type Document, type LineCounter } from 'yaml'
+import { isAlias, isMap, isNode, isScalar, isSeq, type Document, type LineCounter, type YAMLMap } from 'yaml'
 import type { ConfigProblem } from './config-error.js'
 import { defaultConfig } from './defaults.js'
 import {
@@ -142,6 +142,39 @@ function readStore(w: Walk, node: unknown, offset: number, field: string, target
 
 /** Every top-level key the config file accepts. */
 export const CONFIG_KEYS: readonly string[] = Object.keys(TOP_LEVEL_FIELDS)
+
+/**
+ * Walks a list whose items must be mappings (`listeners`, `serial`, `upstream`): a node that is no
+ * list, and every item that is no mapping, is reported (`example` shows what was expected);
+ * `each` reads a mapping item and says whether it was valid. Returns whether every item was, or
+ * undefined when the node is not a list at all.
+ */
+export function forEachMapping(
+  w: Walk,
+  node: unknown,
+  offset: number,
+  field: string,
+  example: { list: string; item: string },
+  each: (item: YAMLMap, at: number, path: string, index: number) => boolean,
+): boolean | undefined {
+  if (!isSeq(node)) {
+    report(w, offset, field, `expected ${example.list}, got ${describeValue(plainValue(node))}`)
+    return undefined
+  }
+  let allValid = true
+  node.items.forEach((raw, i) => {
+    const path = `${field}[${i}]`
+    const item = deref(w, raw)
+    const at = offsetOf(raw, offset)
+    if (!isMap(item)) {
+      report(w, at, path, `expected ${example.item}, got ${describeValue(plainValue(item))}`)
+      allValid = false
+      return
+    }
+    if (!each(item, at, path, i)) allValid = false
+  })
+  return allValid
+}
 
 /**
  * Reads each key of `map` into `target` through `fields`, reporting unknown keys (with a
