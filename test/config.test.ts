@@ -63,6 +63,12 @@ max_queued_messages: 0
 max_queued_bytes: 1048576
 queue_qos0_messages: true
 max_keepalive: 0
+max_topic_levels: 8
+max_topic_length: 200
+max_subscriptions: 50
+max_publish_rate: 100
+max_publish_bytes_rate: 65536
+drain_timeout: 30
 sys_interval: 0
 retain_available: false
 persistent_client_expiration: 86400
@@ -98,6 +104,12 @@ upstream: []
       maxQueuedBytes: 1048576,
       queueQos0Messages: true,
       maxKeepalive: 0,
+      maxTopicLevels: 8,
+      maxTopicLength: 200,
+      maxSubscriptions: 50,
+      maxPublishRate: 100,
+      maxPublishBytesRate: 65536,
+      drainTimeout: 30,
       sysInterval: 0,
       retainAvailable: false,
       persistentClientExpiration: 86400,

@@ -112,6 +112,11 @@ export class Connection implements Outlet, Throttle {
     return this.#stream.writableLength > CONGESTION_BYTES
   }
 
+  /** Bytes written to the stream that it has not yet passed on (the client is not reading them). */
+  get bufferedBytes(): number {
+    return this.#stream.writableLength
+  }
+
   get remote(): string {
     const { remoteAddress, remotePort } = this.meta
     return remotePort === undefined ? (remoteAddress ?? 'unknown') : `${remoteAddress}:${remotePort}`

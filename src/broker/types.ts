@@ -42,6 +42,11 @@ export interface StreamMeta {
   listener?: string
   /** The CN of a verified client certificate, on a listener with `use_identity_as_username`. */
   certificateIdentity?: string
+  /**
+   * The listener's `mount_point`: this client's topics are under it in the broker (`a/b` is
+   * `MOUNT/a/b`), and it sees them without it. Undefined or empty = none.
+   */
+  mountPoint?: string
   /** The listener's password / ACL rules; undefined = the broker's `allow_anonymous` alone. */
   security?: ConnectionSecurity
 }

@@ -23,6 +23,13 @@ export function defaultConfig(): OutpostConfig {
     awaitRelTimeout: 300,
     connectTimeout: 10,
     maxKeepalive: 65535,
+    // Per-client limits: off unless configured, as the issue and Mosquitto have them.
+    maxTopicLevels: 0,
+    maxTopicLength: 0,
+    maxSubscriptions: 0,
+    maxPublishRate: 0,
+    maxPublishBytesRate: 0,
+    drainTimeout: 0,
     sysInterval: 10,
     retainAvailable: true,
     persistentClientExpiration: 0,

@@ -74,6 +74,22 @@ export interface OutpostConfig {
   queueQos0Messages: boolean
   /** Seconds a new connection has to send CONNECT before it is closed (slow-loris); 0 = forever. */
   connectTimeout: number
+  /** Topic levels in a PUBLISH topic or SUBSCRIBE filter (`a/b/c` has 3); 0 = no limit. Over it: closed (v5 0x90 / 0x8F). */
+  maxTopicLevels: number
+  /** Bytes (UTF-8) in a PUBLISH topic or SUBSCRIBE filter; 0 = no limit. Over it: closed (v5 0x90 / 0x8F). */
+  maxTopicLength: number
+  /** Subscriptions one client may hold at once; 0 = no limit. Over it: closed (v5 0x97). */
+  maxSubscriptions: number
+  /** PUBLISH packets per second one client may send, averaged over a second; 0 = no limit. Over it: closed (v5 0x96). */
+  maxPublishRate: number
+  /** PUBLISH payload bytes per second one client may send, averaged over a second; 0 = no limit. Over it: closed (v5 0x96). */
+  maxPublishBytesRate: number
+  /**
+   * Seconds a connected client may stay behind (its socket buffer full, or messages queued beyond
+   * its in-flight window) without catching up once, before it is closed; 0 = never closed for
+   * that: its queue caps and `queue_full_policy` bound it instead.
+   */
+  drainTimeout: number
   /** Largest keepalive accepted from a client, in seconds; 0 = no cap. */
   maxKeepalive: number
   /** Seconds between `$SYS` updates; 0 disables `$SYS`. */

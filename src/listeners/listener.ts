@@ -132,6 +132,7 @@ export class Listener {
     })
     const meta: StreamMeta = { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort, listener: this.name }
     if (this.security !== undefined) meta.security = this.security
+    if (this.config.mountPoint !== '') meta.mountPoint = this.config.mountPoint
     if (this.config.tls?.useIdentityAsUsername === true && socket instanceof TLSSocket) {
       const cn = peerCommonName(socket.getPeerCertificate())
       if (cn !== undefined) meta.certificateIdentity = cn
