@@ -73,7 +73,7 @@ listeners:
     password_file: ${PASSWD}
     acl_file: ${ACL}
     max_connections: 100
-    mount_point: ""
+    mount_point: "site1/"
   - protocol: ws
     port: 8080
     bind: "::"
@@ -108,7 +108,7 @@ listeners:
         passwordFile: PASSWD,
         aclFile: ACL,
         maxConnections: 100,
-        mountPoint: '',
+        mountPoint: 'site1/',
       },
       { ...defaultListener('ws', 8080, '::'), path: '/' },
       { ...defaultListener('wss', 8884, '0.0.0.0'), path: '/mqtt/v1', tls: tlsOf(), passwordFile: PASSWD },
@@ -216,7 +216,6 @@ describe('listeners: each bad value is one problem with file, line, column and f
     [entry('mount_point: "+/"'), 'listeners[0].mount_point', 3, 18, 'a mount point cannot contain the wildcards + or #'],
     [entry('mount_point: "$SYS/"'), 'listeners[0].mount_point', 3, 18, 'a mount point cannot start with $: those topics are reserved for the broker'],
     [entry('mount_point: site1'), 'listeners[0].mount_point', 3, 18, 'must end with / (a mount point is whole topic levels), as in "site1/"'],
-    [entry('mount_point: "site1/"'), 'listeners[0].mount_point', 3, 18, 'mount points are not supported yet (the key is reserved); leave it out or set ""'],
     [entry('mount_point: 7'), 'listeners[0].mount_point', 3, 18, 'expected a string such as "site1/", got 7 (quote it: YAML read a number)'],
     [entry('mount_pont: a/'), 'listeners[0].mount_pont', 3, 5, 'unknown key; did you mean listeners[0].mount_point?'],
     // Between listeners.

@@ -1,10 +1,12 @@
 import { generate, writeToStream, type Packet } from 'mqtt-packet'
 import type { Logger } from 'pino'
 import type { Broker } from './broker.js'
+import { PublishRate } from './client-limits.js'
 import { Framer } from './framer.js'
 import { dispatch } from './handlers/index.js'
 import { checkConnectPreamble } from './handlers/connect-preamble.js'
-import { ProtocolError, ReasonCode } from './protocol-error.js'
+import { Unmounter } from './mount.js'
+import { LimitExceeded, ProtocolError, ReasonCode } from './protocol-error.js'
 import type { Outlet, Session, Throttle } from './session.js'
 import type { Message, MqttStream, ProtocolVersion, QoS, StreamMeta } from './types.js'
 import type { AuthState } from './handlers/auth.js'
@@ -61,6 +63,11 @@ export class Connection implements Outlet, Throttle {
   #outAliases: OutboundAliases | undefined
   /** MQTT 5 enhanced authentication, when CONNECT named a method. */
   auth: AuthState | undefined
+  /** The listener's mount point ('' = none): added to this client's topics and filters, taken off what it receives. */
+  readonly mount: string
+  /** `max_publish_rate` / `max_publish_bytes_rate` for this client; undefined when neither is set. */
+  readonly publishRate: PublishRate | undefined
+  readonly #unmounter: Unmounter | undefined
 
   readonly #stream: MqttStream
   readonly #framer: Framer
@@ -78,6 +85,9 @@ export class Connection implements Outlet, Throttle {
     this.#stream = stream
     // A child logger per client is made at CONNECT, when there is a client id to bind.
     this.log = broker.log
+    this.mount = meta.mountPoint ?? ''
+    this.#unmounter = this.mount === '' ? undefined : Unmounter.for(this.mount)
+    this.publishRate = PublishRate.for(broker.config)
     const { messageSizeLimit, maxPacketSize } = broker.config
     // A PUBLISH body also holds the topic (up to 65,535 + 2 bytes) and a packet id; anything
     // beyond that margin cannot be a payload within the limit, so refuse it unbuffered.
@@ -212,6 +222,13 @@ export class Connection implements Outlet, Throttle {
   }
 
   sendPublish(message: Message, qos: QoS, packetId: number | undefined, retain: boolean, dup: boolean, subscriptionIds?: readonly number[]): boolean {
+    if (this.#unmounter !== undefined) {
+      // Only the mount point alone as a topic (matched by `MOUNT/#`) has no name to send; it is
+      // dropped for this client like a message too large for it.
+      const view = this.#unmounter.view(message)
+      if (view === undefined) return false
+      message = view
+    }
     if (this.version === 5) return this.#sendPublish5(message, qos, packetId, retain, dup, subscriptionIds)
     this.broker.stats.publishSent++
     if (qos === 0 && !retain) {
@@ -295,7 +312,12 @@ export class Connection implements Outlet, Throttle {
    * the reason code: in a DISCONNECT once connected, in the CONNACK while connecting [MQTT-4.13.1-1].
    */
   fail(err: ProtocolError): void {
-    this.log.warn({ ...this.logContext(), rule: err.rule, reasonCode: err.reasonCode, err: err.message }, 'protocol error, closing connection')
+    if (err instanceof LimitExceeded) {
+      this.broker.stats.limitsExceeded++
+      this.log.warn({ ...this.logContext(), limit: err.limit, reasonCode: err.reasonCode, err: err.message }, 'client over a per-client limit, closing connection')
+    } else {
+      this.log.warn({ ...this.logContext(), rule: err.rule, reasonCode: err.reasonCode, err: err.message }, 'protocol error, closing connection')
+    }
     if (this.version === 5 && this.state !== 'open' && this.state !== 'closed') {
       const properties = this.broker.config.reasonStrings ? { reasonString: err.message } : undefined
       this.write({ cmd: 'connack', sessionPresent: false, reasonCode: err.reasonCode, properties })

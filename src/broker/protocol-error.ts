@@ -16,6 +16,22 @@ export class ProtocolError extends Error {
   }
 }
 
+/**
+ * A client went over one of the operator's per-client limits (`max_topic_levels`,
+ * `max_publish_rate`...). Handled like a ProtocolError (told with the reason code, closed),
+ * but logged as policy, naming the config key, not as a broken client.
+ */
+export class LimitExceeded extends ProtocolError {
+  /** The config key of the limit, e.g. "max_publish_rate". */
+  readonly limit: string
+
+  constructor(limit: string, message: string, reasonCode: number) {
+    super(message, reasonCode)
+    this.name = 'LimitExceeded'
+    this.limit = limit
+  }
+}
+
 /** MQTT 5 reason codes used by the broker, named as in the specification's table 2-6. */
 export const ReasonCode = {
   Success: 0x00,
@@ -42,6 +58,7 @@ export const ReasonCode = {
   PacketIdentifierNotFound: 0x92,
   ReceiveMaximumExceeded: 0x93,
   PacketTooLarge: 0x95,
+  MessageRateTooHigh: 0x96,
   QuotaExceeded: 0x97,
   PayloadFormatInvalid: 0x99,
   ServerShuttingDown: 0x8b,

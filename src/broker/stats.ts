@@ -18,6 +18,10 @@ export class BrokerStats {
   connectionsRefused = 0
   /** Connections closed because no CONNECT came within connect_timeout. */
   connectTimeouts = 0
+  /** Connections closed because the client stayed behind for longer than drain_timeout. */
+  drainTimeouts = 0
+  /** Clients closed for going over a per-client limit (max_topic_levels, max_publish_rate...). */
+  limitsExceeded = 0
   /** PUBLISHes the ACL refused (dropped; MQTT 5 clients were told 0x87). */
   publishDenied = 0
 }

@@ -63,8 +63,7 @@ function mountPointProblem(v: string): string | undefined {
   if (v.startsWith('$')) return 'a mount point cannot start with $: those topics are reserved for the broker'
   if (v.includes('\u0000')) return 'a mount point cannot contain U+0000'
   if (!v.endsWith('/')) return `must end with / (a mount point is whole topic levels), as in "${v}/"`
-  // Refused rather than accepted and ignored: clients would see every topic of the broker.
-  return 'mount points are not supported yet (the key is reserved); leave it out or set ""'
+  return undefined
 }
 
 /** Empty when OpenSSL knows none of the names: Node then fails only when the listener starts. */

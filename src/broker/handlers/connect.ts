@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto'
 import type { IConnackPacket } from 'mqtt-packet'
 import { NEVER } from '../broker.js'
+import { checkTopicLimits } from '../client-limits.js'
 import type { Connection } from '../connection.js'
+import { mountTopic } from '../mount.js'
 import { ProtocolError } from '../protocol-error.js'
 import { isValidTopicName } from '../topics.js'
 import type { MessageProperties, QoS } from '../types.js'
@@ -60,7 +62,12 @@ export async function handleConnect(conn: Connection, packet: Connect5, raw: Buf
   if (v5) conn.applyClientProperties(props)
   else validate(conn, packet, raw)
   const will = packet.will
-  if (will !== undefined && !isValidTopicName(will.topic)) throw new ProtocolError('invalid will topic', v5 ? 0x90 : 0x81, 'MQTT-3.1.3-11')
+  if (will !== undefined) {
+    if (!isValidTopicName(will.topic)) throw new ProtocolError('invalid will topic', v5 ? 0x90 : 0x81, 'MQTT-3.1.3-11')
+    checkTopicLimits(broker.config, will.topic, 'topic')
+    // From here on the will topic is the broker's: the ACL check and the will itself use it.
+    will.topic = mountTopic(conn.mount, will.topic)
+  }
   conn.clientId = clientId
   conn.log = conn.log.child({ clientId, remote: conn.remote })
 

@@ -1,5 +1,7 @@
 import { isUtf8 } from 'node:buffer'
+import { checkTopicLimits } from '../client-limits.js'
 import type { Connection } from '../connection.js'
+import { mountTopic } from '../mount.js'
 import { ProtocolError, ReasonCode } from '../protocol-error.js'
 import { isValidTopicName } from '../topics.js'
 import type { Message } from '../types.js'
@@ -40,6 +42,11 @@ export function handlePublish(conn: Connection, packet: Publish5): void {
 
   const broker = conn.broker
   const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
+  // The operator's per-client limits, on the topic as the client wrote it; over one, nothing of
+  // this PUBLISH is taken on (no ack) and the client is closed.
+  checkTopicLimits(broker.config, topic, 'topic')
+  conn.publishRate?.take(payload.length)
+  topic = mountTopic(conn.mount, topic)
   broker.stats.publishReceived++
   const refusal = refusalOf(conn, topic, payload, props.payloadFormatIndicator)
   if (refusal !== undefined) {

@@ -1,4 +1,6 @@
+import { checkSubscriptionCount, checkTopicLimits } from '../client-limits.js'
 import type { Connection } from '../connection.js'
+import { mountFilter } from '../mount.js'
 import { ProtocolError, ReasonCode } from '../protocol-error.js'
 import type { SubscriptionOptions } from '../subscription-tree.js'
 import { isMalformedSharedFilter, isValidTopicFilter, parseSharedFilter } from '../topics.js'
@@ -33,6 +35,7 @@ export async function handleSubscribe(conn: Connection, packet: Subscribe5, raw:
     // Wildcard placement [MQTT-4.7.1-2] [MQTT-4.7.1-3] and non-empty filters [MQTT-4.7.3-1];
     // Mosquitto closes the connection here too, rather than answering 0x80 / 0x8F.
     if (!isValidTopicFilter(shared?.filter ?? topic)) throw new ProtocolError(`invalid topic filter ${JSON.stringify(topic)}`, v5 ? 0x81 : 0x8f, 'MQTT-4.7.1-2')
+    checkTopicLimits(conn.broker.config, shared?.filter ?? topic, 'filter')
   }
   const subscriptionId = packet.props?.subscriptionIdentifier
   const config = conn.broker.config
@@ -43,9 +46,17 @@ export async function handleSubscribe(conn: Connection, packet: Subscribe5, raw:
   if (session === undefined) throw new ProtocolError('SUBSCRIBE without a session')
 
   const broker = conn.broker
+  // The broker's filters: under the listener's mount point, if it has one.
+  const filters = packet.subscriptions.map(({ topic }) => mountFilter(conn.mount, topic))
+  if (config.maxSubscriptions > 0) {
+    // Counted before anything changes, so a refused SUBSCRIBE leaves the session as it was.
+    const adding = new Set(filters.filter((f) => !session.subscriptions.has(f))).size
+    checkSubscriptionCount(config, session.subscriptions.size, adding)
+  }
   const granted: number[] = []
   const added: Array<{ filter: string; options: SubscriptionOptions; isNew: boolean }> = []
-  for (const { topic, qos, nl, rap, rh } of packet.subscriptions) {
+  for (const [i, { qos, nl, rap, rh }] of packet.subscriptions.entries()) {
+    const topic = filters[i] as string
     const refusal = await refusalOf(conn, topic)
     if (refusal !== undefined) {
       conn.log.info({ filter: topic, reasonCode: refusal }, 'subscription refused')

@@ -1,4 +1,5 @@
 import type { Connection } from '../connection.js'
+import { mountFilter } from '../mount.js'
 import { ProtocolError, ReasonCode } from '../protocol-error.js'
 import { isMalformedSharedFilter, isValidTopicFilter, parseSharedFilter } from '../topics.js'
 import { isValidMqttString } from '../utf8.js'
@@ -26,7 +27,7 @@ export async function handleUnsubscribe(conn: Connection, packet: Unsubscribe5, 
   }
   const session = conn.session
   if (session === undefined) throw new ProtocolError('UNSUBSCRIBE without a session')
-  const codes = packet.unsubscriptions.map((filter) => (conn.broker.unsubscribe(session, filter) ? ReasonCode.Success : ReasonCode.NoSubscriptionExisted))
+  const codes = packet.unsubscriptions.map((filter) => (conn.broker.unsubscribe(session, mountFilter(conn.mount, filter)) ? ReasonCode.Success : ReasonCode.NoSubscriptionExisted))
   // Gone from disk before the UNSUBACK says so [MQTT-3.10.4-2].
   await conn.broker.persistSession(session)
   if (conn.isClosed()) return
