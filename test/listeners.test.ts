@@ -1,23 +1,25 @@
 /**
  * Listeners of every kind with real clients: MQTT.js over TCP, TLS, WebSocket and secure
  * WebSocket; `mosquitto_pub` with `--cafile` and client certificates; certificates made by the
- * test. Plus the per-listener connection cap, the CONNECT timeout and a TLS reload.
+ * test. Plus the per-listener connection cap, the CONNECT timeout (also over the TLS handshake and
+ * the WebSocket upgrade) and a TLS reload.
  */
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
 import { copyFileSync, readFileSync } from 'node:fs'
-import { connect as netConnect } from 'node:net'
+import { connect as netConnect, type Socket } from 'node:net'
 import { test, type TestContext } from 'node:test'
 import { connect as tlsConnect } from 'node:tls'
 import { promisify } from 'node:util'
 import { connect, connectAsync, type IClientOptions, type MqttClient } from 'mqtt'
-import { pino } from 'pino'
+import { pino, type Logger } from 'pino'
 import { WebSocket } from 'ws'
 import { defaultConfig, defaultListener } from '../src/config/defaults.js'
 import type { ListenerConfig, ListenerTls, OutpostConfig } from '../src/config/types.js'
 import { startGateway, type Gateway } from '../src/gateway.js'
 import { makeCerts, type Certs } from '../scripts/lib/certs.js'
 import { Inbox } from './helpers/inbox.js'
+import { LogCapture, type LogLine } from './helpers/log-capture.js'
 import { tempDir } from './helpers/outpost-process.js'
 
 const run = promisify(execFile)
@@ -26,9 +28,9 @@ function tlsOf(certs: Certs, more: Partial<ListenerTls> = {}): ListenerTls {
   return { certFile: certs.server.cert, keyFile: certs.server.key, caFile: certs.ca.cert, minVersion: 'TLSv1.2', ciphers: undefined, requireCertificate: false, useIdentityAsUsername: false, ...more }
 }
 
-async function gateway(t: TestContext, listeners: ListenerConfig[], overrides: Partial<OutpostConfig> = {}): Promise<{ gw: Gateway; ports: number[] }> {
+async function gateway(t: TestContext, listeners: ListenerConfig[], overrides: Partial<OutpostConfig> = {}, log: Logger = pino({ level: 'silent' })): Promise<{ gw: Gateway; ports: number[] }> {
   const config: OutpostConfig = { ...defaultConfig(), sysInterval: 0, dataDir: tempDir(t, 'outpost-listeners-'), listeners, ...overrides }
-  const gw = await startGateway(config, pino({ level: 'silent' }))
+  const gw = await startGateway(config, log)
   t.after(() => gw.close())
   return { gw, ports: gw.addresses().map((a) => a.port) }
 }
@@ -184,4 +186,104 @@ test('reload (SIGHUP): new connections get the new certificate, an open TLS conn
   assert.notEqual(after, before, 'the new certificate is served')
   assert.equal(client.connected, true, 'the open connection was not dropped')
   await client.publishAsync('still/here', 'yes', { qos: 1 })
+})
+
+/**
+ * Milliseconds until the server closes `socket`, or undefined when it is still open after
+ * `limitMs` (the socket is then destroyed by us, so the test does not hang).
+ */
+function closedWithin(socket: Socket, limitMs: number): Promise<number | undefined> {
+  const started = Date.now()
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      resolve(undefined)
+      socket.destroy()
+    }, limitMs)
+    socket.on('error', () => undefined)
+    socket.once('close', () => {
+      clearTimeout(timer)
+      resolve(Date.now() - started)
+    })
+  })
+}
+
+test('connect_timeout also bounds the TLS handshake and the WebSocket upgrade: silent or stalled sockets on mqtts, ws and wss are closed', async (t) => {
+  const certs = await makeCerts(tempDir(t, 'outpost-certs-'))
+  const capture = new LogCapture('info')
+  const { gw, ports } = await gateway(
+    t,
+    [
+      { ...defaultListener('mqtts', 0, '127.0.0.1'), tls: tlsOf(certs) },
+      defaultListener('ws', 0, '127.0.0.1'),
+      { ...defaultListener('wss', 0, '127.0.0.1'), tls: tlsOf(certs) },
+    ],
+    { connectTimeout: 1 },
+    capture.logger,
+  )
+  const [mqtts = 0, ws = 0, wss = 0] = ports
+  const ca = readFileSync(certs.ca.cert)
+  // TLS up, then no HTTP request at all.
+  const tlsNoUpgrade = tlsConnect({ host: '127.0.0.1', port: wss, ca, servername: 'localhost' })
+  const tlsUp = new Promise<void>((resolve) => tlsNoUpgrade.once('secureConnect', resolve))
+  // The request line, then one header byte every 200 ms: an idle timer would never fire.
+  const trickle = netConnect(ws, '127.0.0.1', () => trickle.write('GET /mqtt HTTP/1.1\r\n'))
+  const drip = setInterval(() => trickle.write('X'), 200)
+  t.after(() => clearInterval(drip))
+  const cases: [string, Socket][] = [
+    ['mqtts, nothing sent', netConnect(mqtts, '127.0.0.1')],
+    ['ws, nothing sent', netConnect(ws, '127.0.0.1')],
+    ['wss, nothing sent', netConnect(wss, '127.0.0.1')],
+    ['wss, TLS done but no upgrade', tlsNoUpgrade],
+    ['ws, headers trickling', trickle],
+  ]
+  const closed = await Promise.all(cases.map(([, socket]) => closedWithin(socket, 5000)))
+  clearInterval(drip)
+  await tlsUp
+  for (const [i, [what]] of cases.entries()) {
+    const ms = closed[i]
+    assert.ok(ms !== undefined, `${what}: still open after 5 s`)
+    assert.ok(ms >= 900, `${what}: closed after ${ms} ms, before connect_timeout`)
+  }
+  assert.equal(gw.broker.stats.connectTimeouts, cases.length)
+  const said = (msg: string): LogLine[] => capture.lines.filter((l) => typeof l.msg === 'string' && l.msg.startsWith(msg))
+  const tlsLines = said('TLS handshake not finished within connect_timeout')
+  const upgradeLines = said('no WebSocket upgrade within connect_timeout')
+  assert.equal(tlsLines.length, 2, 'the silent mqtts and wss sockets')
+  assert.equal(upgradeLines.length, 3, 'the silent ws socket, the wss socket without upgrade, the trickling one')
+  for (const l of [...tlsLines, ...upgradeLines]) {
+    assert.equal(l.remote, '127.0.0.1', JSON.stringify(l))
+    assert.match(String(l.listener), /^(mqtts|ws|wss):\/\/127\.0\.0\.1:\d+/)
+  }
+})
+
+test('connect_timeout does not touch connected clients: MQTT.js over ws, wss and mqtts with keepalive 0 outlive it', async (t) => {
+  const certs = await makeCerts(tempDir(t, 'outpost-certs-'))
+  const { gw, ports } = await gateway(
+    t,
+    [
+      { ...defaultListener('mqtts', 0, '127.0.0.1'), tls: tlsOf(certs) },
+      defaultListener('ws', 0, '127.0.0.1'),
+      { ...defaultListener('wss', 0, '127.0.0.1'), tls: tlsOf(certs) },
+    ],
+    { connectTimeout: 1 },
+  )
+  const [mqtts, ws, wss] = ports
+  const ca = readFileSync(certs.ca.cert)
+  const urls = [`mqtts://localhost:${mqtts}`, `ws://localhost:${ws}/mqtt`, `wss://localhost:${wss}/mqtt`]
+  const closes: string[] = []
+  const clients: MqttClient[] = []
+  for (const url of urls) {
+    // keepalive 0: nothing at all is sent while the test waits.
+    const client = await connectAsync(url, { reconnectPeriod: 0, keepalive: 0, ca })
+    t.after(() => client.endAsync())
+    client.on('close', () => closes.push(url))
+    clients.push(client)
+  }
+  await new Promise((r) => setTimeout(r, 2500))
+  assert.deepEqual(closes, [], 'no connection was closed')
+  for (const [i, client] of clients.entries()) {
+    assert.equal(client.connected, true, urls[i])
+    await client.publishAsync('still/here', 'yes', { qos: 1 })
+  }
+  assert.equal(gw.broker.stats.connectTimeouts, 0)
 })
