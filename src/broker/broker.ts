@@ -10,6 +10,7 @@ import { PublishEncoder4 } from './publish-encoder.js'
 import { PAGE } from './outbound-queue.js'
 import { Session, type Queued, type SessionEvents, type SessionJournal, type SessionLimits, type Throttle } from './session.js'
 import { pickMember } from './shared.js'
+import { SlowClients } from './slow-clients.js'
 import { LoginThrottle } from '../auth/login-throttle.js'
 import { BrokerStats } from './stats.js'
 import { SubscriptionTree, type SharedGroup, type SubscriptionOptions } from './subscription-tree.js'
@@ -150,6 +151,9 @@ export class Broker {
     read: (clientId, afterSeq, limit) => this.store.readQueue(clientId, afterSeq, limit),
   }
   readonly #sys: SysPublisher
+  /** drain_timeout, and the log lines about clients that fall behind. */
+  readonly #slow: SlowClients
+  readonly #onlineConnection = (clientId: string): Connection | undefined => this.#online.get(clientId)
   #sweep: NodeJS.Timeout | undefined
   /** Payload bytes of queue entries handed to the store and not yet written (store.max_bytes). */
   #unwrittenBytes = 0
@@ -162,26 +166,21 @@ export class Broker {
     this.store = options.store ?? new MemoryStore()
     this.hooks = options.hooks ?? {}
     this.version = options.version ?? '0.0.0'
+    this.#slow = new SlowClients(this.config.drainTimeout, this.log, this.stats)
     this.#sessionEvents = {
       dropped: (session, reason, first) => {
         this.stats.publishDropped++
         session.droppedCount++
         if (reason === 'expired') this.stats.publishExpired++
         if (reason === 'too-large') this.stats.publishTooLarge++
-        if (first) {
-          this.log.warn(
-            { clientId: session.clientId, reason, queued: session.queuedCount, inflight: session.inflightCount },
-            'client queue full, dropping messages until it drains',
-          )
-        }
+        if (reason === 'congested') this.#slow.congestedDrop(session, this.#online.get(session.clientId))
+        if (first) this.#slow.queueFull(session, this.#online.has(session.clientId))
       },
-      sent: () => undefined,
+      sent: (session) => this.#slow.sent(session),
       queueRoom: (session) => {
         this.log.info({ clientId: session.clientId, queued: session.queuedCount }, 'client queue has room again')
       },
-      stalled: (session) => {
-        this.log.warn({ clientId: session.clientId, queued: session.queuedCount }, 'client is not draining its queue; publishers are no longer slowed for it')
-      },
+      stalled: (session) => this.#slow.stalled(session),
     }
     this.#sys = new SysPublisher(this)
   }
@@ -243,6 +242,13 @@ export class Broker {
     let n = 0
     for (const s of this.#sessions.values()) if (!s.online && !this.#internal.has(s.clientId)) n++
     return n
+  }
+
+  /** What waits for one connected or offline client, or undefined if it has no session. */
+  clientBacklog(clientId: string): { queued: number; queuedBytes: number; inflight: number; buffered: number | undefined } | undefined {
+    const session = this.#sessions.get(clientId)
+    if (session === undefined) return undefined
+    return { queued: session.queuedCount, queuedBytes: session.queuedBytes, inflight: session.inflightCount, buffered: this.#online.get(clientId)?.bufferedBytes }
   }
 
   /** Clients that lost messages (full queue, expiry, too large), with how many: for `$SYS`. */
@@ -313,9 +319,11 @@ export class Broker {
       if (session.canRead !== undefined && !session.canRead(message.topic)) continue
       const qos = m.qos < message.qos ? m.qos : message.qos
       const storedSoFar = (ops.length - opsBefore) * message.payload.length
-      if (qos > 0 && (session.wouldReject(message.payload.length) || this.#overStoreCap(session, message, storedSoFar))) {
+      const full = qos > 0 && session.wouldReject(message.payload.length)
+      if (full || (qos > 0 && this.#overStoreCap(session, message, storedSoFar))) {
         // queue_full_policy reject_new: not stored for this client; the publisher is told (v5 0x97).
-        this.#sessionEvents.dropped(session, 'queue-full', false)
+        // A full queue is an episode, logged once (store.max_bytes is for all queues, not this one).
+        this.#sessionEvents.dropped(session, 'queue-full', full && session.markFull())
         rejected = true
         continue
       }
@@ -391,11 +399,18 @@ export class Broker {
     }
   }
 
-  /** The member of a shared subscription that gets the message; `exclude` is a member that just left. */
+  /**
+   * The member of a shared subscription that gets the message; `exclude` is a member that just
+   * left. A member whose ACL does not let it read the topic is passed over like one that cannot
+   * take the message at all [acl_file], so the group's other members get it; when none may read
+   * it, no one does, as for a plain subscription.
+   */
   #pickShared(group: SharedGroup, message: Message, exclude: string | undefined): [Session, Queued] | undefined {
     const sub = pickMember(group, this.config.sharedSubscriptionStrategy, message.topic, message.origin, (s) => {
       if (s.clientId === exclude) return 0
-      return this.#sessions.get(s.clientId)?.fitness() ?? 0
+      const member = this.#sessions.get(s.clientId)
+      if (member === undefined || (member.canRead !== undefined && !member.canRead(message.topic))) return 0
+      return member.fitness()
     })
     const session = sub === undefined ? undefined : this.#sessions.get(sub.clientId)
     if (sub === undefined || session === undefined) return undefined
@@ -434,8 +449,14 @@ export class Broker {
     return meta.security === undefined || meta.security.allows(access, clientId, username, topic)
   }
 
+  /**
+   * The ACL decides on the filter a shared subscription covers, without its `$share/GROUP/`
+   * (or `$queue/`) prefix: the prefix picks who in a group gets a message, not which topics
+   * (src/auth/acl.ts asks for it stripped). The hook sees the filter as the client wrote it.
+   */
   async authorizeSubscribe(conn: Connection, filter: string): Promise<boolean> {
-    if (!this.allows(conn.meta, 'subscribe', conn.clientId, conn.username, filter)) return false
+    const topics = parseSharedFilter(filter)?.filter ?? filter
+    if (!this.allows(conn.meta, 'subscribe', conn.clientId, conn.username, topics)) return false
     const hook = this.hooks.authorizeSubscribe
     return hook === undefined ? true : hook(conn.clientId, conn.username, filter)
   }
@@ -522,6 +543,7 @@ export class Broker {
     }
     if (this.#online.get(conn.clientId) === conn) this.#online.delete(conn.clientId)
     session.detach(conn)
+    this.#slow.forget(session)
     conn.log.info({ protocolVersion: conn.version, reason }, 'client disconnected')
     // Messages a shared subscription gave this client, not yet acknowledged, go to another member.
     if (!session.online) this.#redistributeShared(session)
@@ -698,6 +720,7 @@ export class Broker {
         conn.close('keepalive timeout', true, ReasonCode.KeepAliveTimeout)
       }
     }
+    this.#slow.sweep(this.#connections, this.#onlineConnection, now)
     this.#wills.sweep(now)
     const relTimeout = this.config.awaitRelTimeout * 1000
     for (const session of this.#sessions.values()) {

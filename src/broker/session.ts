@@ -462,6 +462,17 @@ export class Session {
     return true
   }
 
+  /**
+   * Marks the queue full, for a message `reject_new` refused before it reached deliver() (see
+   * wouldReject); true the first time in an episode, so the broker logs the episode once, and
+   * the "room again" line closes it as for a queue that filled in #enqueue.
+   */
+  markFull(): boolean {
+    if (this.#full) return false
+    this.#full = true
+    return true
+  }
+
   /** Under `reject_new`, whether a message of `size` bytes would be refused now (the publisher is told, v5 0x97). */
   wouldReject(size: number): boolean {
     return this.#limits.queueFullPolicy === 'reject_new' && this.#isFull(size)

@@ -89,6 +89,8 @@ export class SysPublisher {
       // Outpost's own: the part of the dropped ones that MQTT 5 limits account for.
       'publish/messages/expired': s.publishExpired,
       'publish/messages/too-large': s.publishTooLarge,
+      // Clients closed for staying behind longer than drain_timeout (slow readers).
+      'clients/drain-timeouts': s.drainTimeouts,
       'wills/delayed': b.pendingWillCount,
       'bytes/received': s.bytesReceived,
       'bytes/sent': s.bytesSent,
