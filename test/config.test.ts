@@ -91,6 +91,9 @@ store:
   max_bytes: 5000000
 gateway_id: pi-kitchen
 upstream: []
+http:
+  port: 8080
+  bind: 0.0.0.0
 `
     const expected: OutpostConfig = {
       listeners: [defaultListener('mqtt', 1884, '0.0.0.0'), defaultListener('mqtt', 0, '::1')],
@@ -132,6 +135,7 @@ upstream: []
       serial: [],
       gatewayId: 'pi-kitchen',
       upstream: [],
+      http: { port: 8080, bind: '0.0.0.0', passwordFile: undefined },
     }
     assert.deepEqual(parseConfigText(text, FILE), expected)
   })
@@ -423,4 +427,13 @@ describe('error codes', () => {
     assert.ok(err.code in ERROR_CODES)
     assert.equal(err.problems.length, 1)
   })
+})
+
+test('http: off by default; port required; problems with line and field', () => {
+  assert.equal(parseConfigText('', 'h.yaml').http, undefined)
+  assert.deepEqual(parseConfigText('http:\n  port: 9100\n', 'h.yaml').http, { port: 9100, bind: '127.0.0.1', passwordFile: undefined })
+  assert.throws(() => parseConfigText('http:\n  bind: 0.0.0.0\n', 'h.yaml'), /h\.yaml:2:3: http\.port: missing/)
+  assert.throws(() => parseConfigText('http:\n  port: 80\n  password_file: /nonexistent/pw\n', 'h.yaml'), /h\.yaml:3:18: http\.password_file: /)
+  assert.throws(() => parseConfigText('http:\n  port: 80\n  pasword_file: x\n', 'h.yaml'), /did you mean http\.password_file\?/)
+  assert.throws(() => parseConfigText('http: 8080\n', 'h.yaml'), /http: expected a mapping/)
 })

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { test } from 'node:test'
 import { ConfigError, parseConfigText } from '../src/config/load.js'
+import { HTTP_KEYS } from '../src/config/http-validate.js'
 import { LISTENER_KEYS, LISTENER_TLS_KEYS } from '../src/config/listener-validate.js'
 import { SERIAL_DEVICE_KEYS, SERIAL_FIELD_KEYS, SERIAL_KEYS, SERIAL_LINES_KEYS, SERIAL_USB_KEYS } from '../src/config/serial-validate.js'
 import { UPSTREAM_KEYS, UPSTREAM_TLS_KEYS, UPSTREAM_TOPIC_KEYS } from '../src/config/upstream-validate.js'
@@ -22,6 +23,10 @@ test('README documents every configuration key', () => {
 test('README documents every key of a listener and of its tls', () => {
   const rows = [...LISTENER_KEYS.map((k) => `listeners[].${k}`), 'listeners[].tls', ...LISTENER_TLS_KEYS.map((k) => `listeners[].tls.${k}`)]
   for (const row of rows) assert.ok(readme.includes(`| \`${row}\` |`), row)
+})
+
+test('README documents every key of the http section', () => {
+  for (const key of HTTP_KEYS) assert.ok(readme.includes(`| \`http.${key}\` |`), key)
 })
 
 test("README's configuration example is valid but for the files it names", () => {

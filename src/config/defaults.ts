@@ -49,6 +49,7 @@ export function defaultConfig(): OutpostConfig {
     serial: [],
     gatewayId: defaultGatewayId(),
     upstream: [],
+    http: undefined,
   }
 }
 

@@ -127,6 +127,17 @@ export interface OutpostConfig {
   gatewayId: string
   /** Cloud brokers to forward to (store-and-forward); empty = none. */
   upstream: UpstreamConfig[]
+  /** Health, metrics and dashboard over HTTP; undefined = off. */
+  http: HttpConfig | undefined
+}
+
+/** The HTTP endpoint: `/healthz`, `/metrics` and the dashboard. */
+export interface HttpConfig {
+  port: number
+  /** Default 127.0.0.1: metrics and health are for the box itself unless the operator opens them. */
+  bind: string
+  /** Mosquitto-format password file for the dashboard's login; undefined = no dashboard (health and metrics only). */
+  passwordFile: string | undefined
 }
 
 export interface StoreConfig {

@@ -16,6 +16,7 @@ import {
   type Rule,
 } from './rules.js'
 import { SHARE_STRATEGIES } from '../broker/shared.js'
+import { readHttp } from './http-validate.js'
 import { readListeners } from './listener-validate.js'
 import { readSerial } from './serial-validate.js'
 import { readUpstream } from './upstream-validate.js'
@@ -127,6 +128,7 @@ const TOP_LEVEL_FIELDS: Readonly<Record<string, FieldSpec<OutpostConfig>>> = {
   serial: { read: readSerial },
   gateway_id: scalar(topicLevelName, (c, v) => { c.gatewayId = v }),
   upstream: { read: readUpstream },
+  http: { read: readHttp },
 }
 
 const STORE_FIELDS: Readonly<Record<string, FieldSpec<StoreConfig>>> = {
