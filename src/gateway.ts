@@ -9,6 +9,7 @@ import { Listener } from './listeners/listener.js'
 import type { SerialBridge } from './serial/bridge.js'
 import type { UpstreamBridge } from './upstream/bridge.js'
 import { OUTBOX_PREFIX } from './upstream/outbox-id.js'
+import { applyConfig, emptyReport, type GatewayParts, type ReloadReport } from './reload.js'
 import { LevelStore, moveStoreAside } from './store/level.js'
 import { storeLocation } from './store/level-open.js'
 import type { Store } from './store/types.js'
@@ -22,17 +23,21 @@ export interface GatewayOptions {
 /** A running Outpost: the broker, its store, its listeners and its serial ports. */
 export interface Gateway {
   readonly broker: Broker
-  /** Undefined when the config has no `serial:` ports. */
+  /** Undefined while the config has no `serial:` ports (a reload may add some). */
   readonly serial: SerialBridge | undefined
-  /** One per `upstream:` entry. */
+  /** One per `upstream:` entry; the same array throughout, a reload adds and removes bridges in it. */
   readonly upstream: readonly UpstreamBridge[]
   addresses(): AddressInfo[]
   /**
-   * Reads every listener's TLS files, password file and ACL file again (SIGHUP), for the
-   * connections that come next. A file that fails to load keeps that listener's old settings; the
-   * error is thrown after the other listeners are done.
+   * SIGHUP. Without `next`: reads every listener's TLS files, password file and ACL file again,
+   * for the connections that come next; a file that fails to load keeps that listener's old
+   * settings, and the error is thrown after the other listeners are done.
+   *
+   * With `next` (a validated config, from `--config FILE` read again): applies what changed, see
+   * reload.ts. Throws `ReloadRefused` with nothing changed when a listener's files cannot be
+   * loaded. Reloads run one at a time.
    */
-  reload(): Promise<void>
+  reload(next?: OutpostConfig): Promise<ReloadReport>
   /** Stops accepting, closes every client, flushes the store. Safe to call twice. */
   close(reason?: string): Promise<void>
 }
@@ -53,8 +58,8 @@ export async function startGateway(config: OutpostConfig, log: Logger, options: 
   const broker = new Broker({ config, log: log.child({ component: 'broker' }), store, version: readVersion() })
   const listeners: Listener[] = []
   const addresses: AddressInfo[] = []
-  let serial: SerialBridge | undefined
-  const upstream: UpstreamBridge[] = []
+  const parts: GatewayParts = { broker, log, config, listeners, upstream: [], serial: undefined }
+  const upstream = parts.upstream
   try {
     await broker.start()
     // Before any listener opens: the outboxes take over their stored sessions before a network
@@ -78,18 +83,22 @@ export async function startGateway(config: OutpostConfig, log: Logger, options: 
     if (config.serial.length > 0) {
       // serialport's native binding is loaded only when a port is configured, like MQTT.js above.
       const { SerialBridge } = await import('./serial/bridge.js')
-      serial = new SerialBridge(broker, config.serial, log.child({ component: 'serial' }))
-      await serial.start()
+      parts.serial = new SerialBridge(broker, config.serial, log.child({ component: 'serial' }))
+      await parts.serial.start()
     }
     for (const lc of config.listeners) {
       const security = await ListenerSecurity.load(lc, config.allowAnonymous)
       const listener = new Listener(broker, lc, log.child({ component: 'listener' }), security)
       listeners.push(listener)
       addresses.push(await listener.listen())
+      if (security.admitsNobody) {
+        // Secure by default, but silent refusals look like a broken install: say what to set.
+        log.warn({ listener: listener.name }, 'this listener admits no client: it is not on loopback, so allow_anonymous is false, and it has no password_file; set password_file (outpost passwd -c FILE USER) or allow_anonymous: true')
+      }
     }
   } catch (err) {
     await Promise.all(listeners.map((l) => l.close()))
-    await serial?.close()
+    await parts.serial?.close()
     await Promise.all(upstream.map((u) => u.close()))
     await broker.close()
     await store.close()
@@ -97,30 +106,43 @@ export async function startGateway(config: OutpostConfig, log: Logger, options: 
   }
 
   let closing: Promise<void> | undefined
+  /** The reload in progress (or the last one): reloads run one after the other, and close waits for it. */
+  let reloading: Promise<unknown> = Promise.resolve()
+  const reloadFiles = async (): Promise<ReloadReport> => {
+    const errors: unknown[] = []
+    for (const l of listeners) {
+      try {
+        const security = await ListenerSecurity.load(l.config, config.allowAnonymous)
+        l.reloadTls()
+        l.security = security
+      } catch (err) {
+        errors.push(err)
+      }
+    }
+    if (errors.length > 0) throw errors.length === 1 ? errors[0] : new AggregateError(errors, `${errors.length} listeners could not reload`)
+    log.info({ listeners: listeners.length }, 'reloaded TLS certificates, password and ACL files')
+    return { ...emptyReport(), listeners: listeners.length }
+  }
   return {
     broker,
-    serial,
+    get serial() {
+      return parts.serial
+    },
     upstream,
     addresses: () => [...addresses],
-    async reload(): Promise<void> {
-      const errors: unknown[] = []
-      for (const l of listeners) {
-        try {
-          const security = await ListenerSecurity.load(l.config, config.allowAnonymous)
-          l.reloadTls()
-          l.security = security
-        } catch (err) {
-          errors.push(err)
-        }
-      }
-      if (errors.length > 0) throw errors.length === 1 ? errors[0] : new AggregateError(errors, `${errors.length} listeners could not reload`)
-      log.info({ listeners: listeners.length }, 'reloaded TLS certificates, password and ACL files')
+    reload(next?: OutpostConfig): Promise<ReloadReport> {
+      if (closing !== undefined) return Promise.reject(new Error('the gateway is stopping; not reloaded'))
+      const run = reloading.then(() => (next === undefined ? reloadFiles() : applyConfig(parts, next)))
+      reloading = run.catch(() => undefined)
+      return run
     },
     close(reason?: string): Promise<void> {
       closing ??= (async () => {
+        // A reload half done would start or stop ports and bridges under our feet.
+        await reloading
         const stopped = Promise.all(listeners.map((l) => l.close()))
         // Before the broker closes, so `offline` and `stopped` reach the store and subscribers.
-        await serial?.close()
+        await parts.serial?.close()
         // After the serial ports: their last `offline` messages are in the outboxes by then.
         await Promise.all(upstream.map((u) => u.close()))
         await broker.close(reason)

@@ -60,11 +60,17 @@ async function connected(t: TestContext, url: string, options: IClientOptions = 
 }
 
 test('anonymous access: a loopback listener follows allow_anonymous, one on another address is closed unless it says so', async (t) => {
-  const { ports } = await gateway(t, [defaultListener('mqtt', 0, '127.0.0.1'), defaultListener('mqtt', 0, '0.0.0.0'), { ...defaultListener('mqtt', 0, '0.0.0.0'), allowAnonymous: true }])
+  const logs = new LogCapture('info')
+  const { ports } = await gateway(t, [defaultListener('mqtt', 0, '127.0.0.1'), defaultListener('mqtt', 0, '0.0.0.0'), { ...defaultListener('mqtt', 0, '0.0.0.0'), allowAnonymous: true }], {}, logs.logger)
   const [loop, open, allowed] = ports
   assert.ok('client' in (await attempt(t, `mqtt://127.0.0.1:${loop}`)))
   assert.deepEqual(await attempt(t, `mqtt://127.0.0.1:${open}`), { refused: 5 })
   assert.deepEqual(await attempt(t, `mqtt://127.0.0.1:${open}`, { protocolVersion: 5 }), { refused: 135 })
+  // A username is no way in either: there is no password file to check it against.
+  assert.deepEqual(await attempt(t, `mqtt://127.0.0.1:${open}`, { username: 'bob', password: 'x' }), { refused: 5 })
+  // The listener that admits nobody is named at start, once; the others are not.
+  const warned = logs.lines.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('this listener admits no client'))
+  assert.deepEqual(warned.map((l) => l.listener), [`mqtt://0.0.0.0:${open}`])
   assert.ok('client' in (await attempt(t, `mqtt://127.0.0.1:${allowed}`)))
 })
 

@@ -2,7 +2,8 @@
  * SIGHUP on the shipped binary: an operator renews the server certificate, adds a user with
  * `outpost passwd` and edits the ACL, then sends SIGHUP (`systemctl reload`). Open connections
  * stay up; new ones get the new certificate, password file and ACL. A broken file on a later
- * SIGHUP is logged with its file and line, and the gateway keeps running on what it had.
+ * SIGHUP is logged with its file and line, and the gateway keeps running on what it had. Then
+ * the config file itself is edited: what changed applies, and an invalid file changes nothing.
  */
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
@@ -13,6 +14,7 @@ import { test, type TestContext } from 'node:test'
 import { connect as tlsConnect } from 'node:tls'
 import { promisify } from 'node:util'
 import { connect, connectAsync, type MqttClient } from 'mqtt'
+import { parse, stringify } from 'yaml'
 import { makeCerts } from '../scripts/lib/certs.js'
 import { Inbox } from './helpers/inbox.js'
 import { freePort, OUTPOST_CLI, startOutpost, tempDir, type LogRecord, type OutpostProcess } from './helpers/outpost-process.js'
@@ -147,4 +149,78 @@ test('SIGHUP on the running binary: new certificate, new user and ACL for new co
   assert.equal(alice.connected, true)
   assert.deepEqual(drops, [], 'alice was never disconnected')
   await alice.publishAsync('alice/here', 'still', { qos: 1 })
+})
+
+/** The `--config FILE` the helper started the process with. */
+function configFileOf(proc: OutpostProcess): string {
+  const args = proc.child.spawnargs
+  const file = args[args.indexOf('--config') + 1]
+  assert.ok(file !== undefined && args.includes('--config'), 'started with --config')
+  return file
+}
+
+/** A v5 client of the process that does not reconnect; its DISCONNECT reason code, if the server sends one, resolves `closed`. */
+async function v5Client(t: TestContext, url: string, clientId: string): Promise<{ client: MqttClient; inbox: Inbox; closed: Promise<number | undefined> }> {
+  const client = await connectAsync(url, { clientId, protocolVersion: 5, reconnectPeriod: 0 })
+  t.after(() => client.endAsync(true))
+  const closed = new Promise<number | undefined>((resolve) => client.on('disconnect', (p) => resolve(p.reasonCode)))
+  return { client, inbox: new Inbox(client), closed }
+}
+
+/** Publishes `secret/...` then `public/...` as a fresh client and resolves once alice has the public one. */
+async function secretThenPublic(t: TestContext, url: string, id: string, alice: Inbox): Promise<void> {
+  const { client } = await v5Client(t, url, id)
+  // Refused with PUBACK 0x87 under the ACL; MQTT.js rejects then.
+  await client.publishAsync(`secret/${id}`, 'hidden', { qos: 1 }).catch(() => undefined)
+  await client.publishAsync(`public/${id}`, 'seen', { qos: 1 })
+  await alice.waitFor((m) => m.topic === `public/${id}`, `alice gets public/${id}`)
+}
+
+test('SIGHUP with --config: the edited file applies (an ACL, a per-client limit) without dropping clients; an invalid one is refused whole with every problem logged', async (t) => {
+  const dir = tempDir(t, 'outpost-reload-config-')
+  const aclFile = join(dir, 'acl')
+  writeFileSync(aclFile, 'topic readwrite public/#\n')
+  const proc = await startOutpost(t, { config: { allow_anonymous: true } })
+  const configFile = configFileOf(proc)
+  const doc = parse(readFileSync(configFile, 'utf8')) as { listeners: Array<Record<string, unknown>> } & Record<string, unknown>
+
+  const alice = await v5Client(t, proc.url, 'alice')
+  const drops: string[] = []
+  alice.client.on('close', () => drops.push('close'))
+  await alice.client.subscribeAsync(['public/#', 'secret/#'], { qos: 1 })
+  await secretThenPublic(t, proc.url, 'before', alice.inbox)
+  assert.equal(alice.inbox.on('secret/before').length, 1, 'no ACL yet')
+
+  // The operator adds an ACL, a per-client limit, and changes a key that needs a restart.
+  doc.listeners[0] = { ...doc.listeners[0], acl_file: aclFile }
+  writeFileSync(configFile, stringify({ ...doc, max_subscriptions: 1, sys_interval: 30 }))
+  const summary = await sighup(proc, (r) => r.msg.startsWith('reloaded:'), 'the reload summary')
+  assert.equal(summary.msg, 'reloaded: listeners 1, settings max_subscriptions; needs restart: sys_interval')
+  assert.ok(proc.records().some((r) => r.level === 'warn' && r.key === 'sys_interval'), 'sys_interval is warned about')
+
+  await secretThenPublic(t, proc.url, 'after', alice.inbox)
+  assert.deepEqual(alice.inbox.on('secret/after'), [], 'the ACL applies to new connections')
+  const bob = await v5Client(t, proc.url, 'bob')
+  await bob.client.subscribeAsync('public/a')
+  bob.client.subscribe('public/b')
+  assert.equal(await bob.closed, 0x97, 'max_subscriptions 1 applies')
+  assert.equal(alice.client.connected, true)
+
+  // Broken: three problems (one a misspelt key). The ACL and the limit must stay as they run.
+  writeFileSync(configFile, stringify({ ...doc, max_subscriptions: 'lots', drain_timeout: -1, sys_intervall: 3 }))
+  const before = new Set(proc.records())
+  await sighup(proc, (r) => r.msg === 'config not reloaded; still running the previous one', 'the refusal')
+  const problems = proc.records().filter((r) => !before.has(r) && r.level === 'error' && r.msg.startsWith('reload failed: '))
+  assert.deepEqual(problems.map((r) => r.field).sort(), ['drain_timeout', 'max_subscriptions', 'sys_intervall'])
+  for (const p of problems) assert.ok(p.msg.startsWith(`reload failed: ${configFile}:${String(p.line)}:${String(p.column)}: ${String(p.field)}: `), p.msg)
+
+  await secretThenPublic(t, proc.url, 'broken', alice.inbox)
+  assert.deepEqual(alice.inbox.on('secret/broken'), [], 'the ACL still applies')
+  const carol = await v5Client(t, proc.url, 'carol')
+  await carol.client.subscribeAsync('public/a')
+  carol.client.subscribe('public/b')
+  assert.equal(await carol.closed, 0x97, 'max_subscriptions 1 still applies')
+  assert.equal(proc.running, true)
+  assert.equal(alice.client.connected, true)
+  assert.deepEqual(drops, [], 'alice was never disconnected')
 })

@@ -54,6 +54,11 @@ export class ListenerSecurity implements ConnectionSecurity {
     return ok ? { verdict: 'ok', username: req.username } : { verdict: 'bad-credentials' }
   }
 
+  /** True when no client can get in: no anonymous access, no password file, no certificate identity. */
+  get admitsNobody(): boolean {
+    return !this.allowAnonymous && this.#passwords === undefined && !this.#identityAsUsername
+  }
+
   /** Without an ACL file everything is allowed. */
   allows(access: AclAccess, clientId: string, username: string | undefined, topic: string): boolean {
     return this.#acl === undefined || this.#acl.check(access, clientId, username, topic)

@@ -31,15 +31,19 @@ export class SlowClients {
    * ends, having no socket to look at).
    */
   readonly #qos0 = new Map<Session, { dropped: number; recent: boolean }>()
-  /** drain_timeout in seconds; 0 = off. */
-  readonly #drainTimeout: number
+  /** drain_timeout in seconds (0 = off), read at each use so a reload (SIGHUP) applies at once. */
+  readonly #drainTimeoutOf: () => number
   readonly #log: Logger
   readonly #stats: BrokerStats
 
-  constructor(drainTimeout: number, log: Logger, stats: BrokerStats) {
-    this.#drainTimeout = drainTimeout
+  constructor(drainTimeout: () => number, log: Logger, stats: BrokerStats) {
+    this.#drainTimeoutOf = drainTimeout
     this.#log = log
     this.#stats = stats
+  }
+
+  get #drainTimeout(): number {
+    return this.#drainTimeoutOf()
   }
 
   /** For log lines: what happens to a client that stays behind. */

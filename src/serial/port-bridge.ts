@@ -55,17 +55,17 @@ interface Hello {
 }
 
 export class PortBridge {
-  readonly config: SerialPortConfig
+  #config: SerialPortConfig
   readonly #host: PortHost
   readonly #log: Logger
   readonly #link: SerialLink
   readonly #lines: LineDecoder | undefined
   readonly #frames: OutpostLinkDecoder | undefined
-  readonly #mapper: ReadingMapper
+  #mapper: ReadingMapper
   readonly #channel: CommandChannel
   readonly #devices = new Map<string, DeviceState>()
-  readonly #availability: TopicTemplate | undefined
-  readonly #stateTopic: string | undefined
+  #availability: TopicTemplate | undefined
+  #stateTopic: string | undefined
   readonly #counters: BridgeCounters = { 'undeclared-field': 0, 'no-hello': 0, 'unexpected-frame': 0, lost: 0, 'too-many-devices': 0, 'no-device': 0, commands: 0, 'command-failures': 0 }
   readonly #lastLog = new Map<string, { at: number; suppressed: number }>()
   #hello: Hello | undefined
@@ -75,12 +75,18 @@ export class PortBridge {
   #helloAskedAt = Number.NEGATIVE_INFINITY
   #closed = false
 
-  constructor(config: SerialPortConfig, host: PortHost) {
-    this.config = config
+  /**
+   * `seq`: where this port's frame seq starts. A port reopened by a reload continues where its
+   * predecessor stopped: a device that sees the seq of its last CMD again takes it for a retry,
+   * repeats its answer and does not run it (a `$hello` would get no HELLO).
+   */
+  constructor(config: SerialPortConfig, host: PortHost, seq = 0) {
+    this.#config = config
+    this.#seq = seq % 256
     this.#host = host
     this.#log = host.log.child({ port: config.name })
-    this.#availability = config.availabilityTopic === '' ? undefined : TopicTemplate.compile(config.availabilityTopic, ['port', 'device'])
-    this.#stateTopic = config.stateTopic === '' ? undefined : TopicTemplate.compile(config.stateTopic, ['port', 'device']).render({ port: config.name })
+    this.#availability = availabilityTemplate(config)
+    this.#stateTopic = stateTopic(config)
     const selector = config.selector
     this.#link = new SerialLink(
       {
@@ -101,9 +107,15 @@ export class PortBridge {
       this.#frames = new OutpostLinkDecoder()
     }
     this.#mapper = new ReadingMapper(config, (p) => host.publish(p))
+    // Getters: a reload (SIGHUP) may change the timeout and attempts of commands still to come.
+    const current = (): SerialPortConfig => this.#config
     this.#channel = new CommandChannel({
-      timeoutMs: config.commandTimeout * 1000,
-      attempts: config.commandAttempts,
+      get timeoutMs() {
+        return current().commandTimeout * 1000
+      },
+      get attempts() {
+        return current().commandAttempts
+      },
       encode: (seq, name, args) => encodeFrame({ type: 'cmd', seq, name, args }),
       write: (wire) => this.#link.write(wire),
       nextSeq: () => this.#nextSeq(),
@@ -112,8 +124,18 @@ export class PortBridge {
     this.#link.on('data', (chunk) => this.#onData(chunk))
   }
 
+  /** Read anew each time: {@link reconfigure} replaces it. */
+  get config(): SerialPortConfig {
+    return this.#config
+  }
+
   get state(): LinkState {
     return this.#link.state
+  }
+
+  /** The seq of the next frame the gateway sends on this port. */
+  get seq(): number {
+    return this.#seq
   }
 
   /** Frames or lines decoded, each decoder error kind, and the bridge's own counters. */
@@ -158,6 +180,40 @@ export class PortBridge {
       }
     }
     this.#one(device, name, payload, reply)
+  }
+
+  /**
+   * Takes a new mapping without closing the port (SIGHUP): topics, output, fields, throttle and
+   * deadband, QoS and retain, device overrides, Home Assistant, availability and commands. The
+   * line settings must be the same (the caller reopens the port otherwise). What was published
+   * under an old availability or state topic is left as a stopped port leaves it.
+   */
+  reconfigure(next: SerialPortConfig): void {
+    const before = this.#config
+    this.#config = next
+    // Pending throttled values belong to the old topics; the next reading brings a fresh one.
+    this.#mapper.close()
+    this.#mapper = new ReadingMapper(next, (p) => this.#host.publish(p))
+    // Discovery configs name the topics: announced again, with the new ones, at the next reading.
+    this.#announced.clear()
+    if (next.availabilityTimeout !== before.availabilityTimeout) {
+      // A timer keeps its duration; the next frame of each device starts one with the new timeout.
+      for (const d of this.#devices.values()) {
+        clearTimeout(d.timer)
+        d.timer = undefined
+      }
+    }
+    if (next.availabilityTopic !== before.availabilityTopic) {
+      const online = [...this.#devices].filter(([, d]) => d.online).map(([id]) => id)
+      for (const id of online) this.#publishAvailability(id, false)
+      this.#availability = availabilityTemplate(next)
+      for (const id of online) this.#publishAvailability(id, true)
+    }
+    if (next.stateTopic !== before.stateTopic) {
+      this.#writeState({ state: 'stopped' })
+      this.#stateTopic = stateTopic(next)
+      this.#publishState(this.#link.state)
+    }
   }
 
   async close(): Promise<void> {
@@ -359,9 +415,12 @@ export class PortBridge {
     if (d.online === online) return
     d.online = online
     this.#log.info({ device: id, online }, 'device availability')
-    if (this.#availability !== undefined) {
-      this.#host.publish({ topic: this.#availability.render({ port: this.config.name, device: id }), payload: online ? 'online' : 'offline', qos: 1, retain: true })
-    }
+    this.#publishAvailability(id, online)
+  }
+
+  #publishAvailability(id: string, online: boolean): void {
+    if (this.#availability === undefined) return
+    this.#host.publish({ topic: this.#availability.render({ port: this.config.name, device: id }), payload: online ? 'online' : 'offline', qos: 1, retain: true })
   }
 
   #publishState(s: LinkState): void {
@@ -399,6 +458,14 @@ export class PortBridge {
   }
 }
 
+function availabilityTemplate(c: SerialPortConfig): TopicTemplate | undefined {
+  return c.availabilityTopic === '' ? undefined : TopicTemplate.compile(c.availabilityTopic, ['port', 'device'])
+}
+
+/** The state topic, rendered once: it has only `{port}`. */
+function stateTopic(c: SerialPortConfig): string | undefined {
+  return c.stateTopic === '' ? undefined : TopicTemplate.compile(c.stateTopic, ['port', 'device']).render({ port: c.name })
+}
 
 function jsonObject(payload: Buffer): Record<string, unknown> | undefined {
   try {

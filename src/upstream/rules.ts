@@ -34,6 +34,19 @@ export function compileRules(rules: readonly TopicRule[], mount: string): Compil
 export const outgoing = (r: CompiledRule): boolean => r.rule.direction !== 'in'
 export const incoming = (r: CompiledRule): boolean => r.rule.direction !== 'out'
 
+/**
+ * What to subscribe to for `out` rules (local filters) or `in` rules (remote filters), each filter
+ * with the highest QoS a rule gives it.
+ */
+export function filtersOf(rules: readonly CompiledRule[], side: 'local' | 'remote'): Map<string, QoS> {
+  const filters = new Map<string, QoS>()
+  for (const r of rules.filter(side === 'local' ? outgoing : incoming)) {
+    const filter = side === 'local' ? r.localFilter : r.remoteFilter
+    filters.set(filter, Math.max(filters.get(filter) ?? 0, r.qos) as QoS)
+  }
+  return filters
+}
+
 /** The remote topic for a local message, by the first `out`/`both` rule that matches it. */
 export function toRemote(rules: readonly CompiledRule[], localTopic: string): { topic: string; rule: CompiledRule } | undefined {
   for (const r of rules) {
