@@ -310,3 +310,32 @@ test('codec: bad bytes throw CodecError, never a wrong record', () => {
   assert.throws(() => decodeMessage(Buffer.from([1, 0x4d, 0x10, 0, 0, 0x10, 0xff, 0xff, 0xff, 0x7f])), /count/)
   assert.throws(() => decodeMessage(Buffer.from([1, 0x4d, 0, 0, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01])), /varint/)
 })
+
+test('level store: $SYS retained figures are served from memory and never written; stale ones on disk are removed at open', async (t) => {
+  const dir = await tempDir(t)
+  const sys: Message = { topic: '$SYS/broker/uptime', payload: Buffer.from('42 seconds'), qos: 0, retain: true }
+  const user: Message = { topic: 'site/config', payload: Buffer.from('30'), qos: 1, retain: true }
+  const store = await LevelStore.open(dir, { durability: 'sync' })
+  await store.write([{ op: 'set-retained', message: sys }])
+  await store.write([{ op: 'set-retained', message: user }])
+  assert.deepEqual((await store.matchRetained('$SYS/#')).map((m) => m.payload.toString()), ['42 seconds'])
+  await store.close()
+  const keys: string[] = []
+  await raw(dir, async (db) => {
+    for (const key of await db.keys().all()) keys.push(key)
+  })
+  assert.ok(keys.some((k) => k.includes('site/config')), `the user's retained message is on disk: ${keys.join(', ')}`)
+  assert.ok(!keys.some((k) => k.includes('$SYS')), `no $SYS key on disk: ${keys.join(', ')}`)
+  // As an older version left it: a $SYS record on disk, copied from the user record's key.
+  const userKey = keys.find((k) => k.includes('site/config')) as string
+  await raw(dir, async (db) => {
+    await db.put(userKey.replace('site/config', '$SYS/broker/uptime'), encodeMessage(sys))
+  })
+  const reopened = await openIn(t, dir)
+  assert.deepEqual(await reopened.matchRetained('$SYS/#'), [])
+  assert.deepEqual((await reopened.matchRetained('#')).map((m) => m.topic), ['site/config'])
+  await reopened.close()
+  await raw(dir, async (db) => {
+    assert.ok(!(await db.keys().all()).some((k) => k.includes('$SYS')))
+  })
+})

@@ -66,6 +66,11 @@ export function rangeClient(op: StoreOp): string | undefined {
   }
 }
 
+/** The broker's statistics topics, never written to disk. */
+export function isSysTopic(topic: string): boolean {
+  return topic.startsWith('$SYS/')
+}
+
 export type BatchOp = { type: 'put'; key: string; value: Buffer } | { type: 'del'; key: string }
 
 export interface Built {
@@ -116,6 +121,10 @@ export async function build(db: Db, committed: ReadonlyMap<string, QueueInfo>, i
   const ops: BatchOp[] = []
   const cleared: string[] = []
   for (const { op, key, value } of items) {
+    // `$SYS/...` retained messages are the broker's own figures, published again every
+    // sys_interval and at start: kept in memory only, so an idle Pi does not fsync its SD card
+    // for them (Mosquitto does not persist them either).
+    if (op.op === 'set-retained' && isSysTopic(op.message.topic)) continue
     if (value === undefined) ops.push({ type: 'del', key })
     else ops.push({ type: 'put', key, value })
     if (op.op === 'put-entry') {

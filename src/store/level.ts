@@ -21,7 +21,7 @@ import {
   WILLS,
   willKey,
 } from './keys.js'
-import { type Built, build, type Prepared, prepare, rangeClient } from './level-batch.js'
+import { type Built, build, isSysTopic, type Prepared, prepare, rangeClient } from './level-batch.js'
 import { type Db, openDb, storeLocation } from './level-open.js'
 import type { IncomingRecord, QueueEntry, QueueInfo, SessionRecord, Store, StoreOp, WillRecord } from './types.js'
 
@@ -95,11 +95,15 @@ export class LevelStore implements Store {
       if (sessionKey(s.clientId) !== key) throw this.#corrupt(key, 'the record names another client')
       this.#sessions.set(s.clientId, s)
     })
+    const staleSys: string[] = []
     await this.#scan(RETAINED, (key, value) => {
       const m = this.#decode(key, value, decodeMessage)
       if (retainedKey(m.topic) !== key) throw this.#corrupt(key, 'the message has another topic')
-      this.#retained.set(m.topic, m)
+      // Written by versions that persisted `$SYS` figures: stale now, and published again at start.
+      if (isSysTopic(m.topic)) staleSys.push(key)
+      else this.#retained.set(m.topic, m)
     })
+    if (staleSys.length > 0) await this.#db.batch(staleSys.map((key) => ({ type: 'del' as const, key })), { sync: this.#sync })
     await this.#scan(TOTALS, (key, value) => {
       const t = this.#decode(key, value, decodeTotals)
       this.#totals.set(key.slice(2), t)
@@ -205,7 +209,8 @@ export class LevelStore implements Store {
   async #writeSegment(items: readonly Prepared[]): Promise<void> {
     if (items.length === 0) return
     const built = await build(this.#db, this.#totals, items)
-    await this.#db.batch(built.ops, { sync: this.#sync })
+    // Nothing for the disk (only `$SYS` figures): no write and no fsync.
+    if (built.ops.length > 0) await this.#db.batch(built.ops, { sync: this.#sync })
     this.#batches++
     this.#apply(items, built)
     await this.#finishClears()
