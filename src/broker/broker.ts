@@ -101,6 +101,21 @@ export interface BrokerOptions {
   version?: string
 }
 
+/** One client as `Broker.clients()` lists it; the connection's fields are undefined while it is offline. */
+export interface ClientInfo {
+  readonly clientId: string
+  readonly username: string | undefined
+  /** `address:port` */
+  readonly remote: string | undefined
+  readonly listener: string | undefined
+  readonly protocolVersion: 3 | 4 | 5 | undefined
+  /** Unix ms of the CONNECT. */
+  readonly connectedAt: number | undefined
+  readonly subscriptions: Iterable<string>
+  readonly queued: number
+  readonly inflight: number
+}
+
 /** How often keepalives and session expiry are checked. */
 const SWEEP_MS = 500
 /** What became of a routed message: whether anyone subscribed, and whether a full queue refused it. */
@@ -166,7 +181,7 @@ export class Broker {
     this.store = options.store ?? new MemoryStore()
     this.hooks = options.hooks ?? {}
     this.version = options.version ?? '0.0.0'
-    this.#slow = new SlowClients(this.config.drainTimeout, this.log, this.stats)
+    this.#slow = new SlowClients(() => this.config.drainTimeout, this.log, this.stats)
     this.#sessionEvents = {
       dropped: (session, reason, first) => {
         this.stats.publishDropped++
@@ -251,10 +266,35 @@ export class Broker {
     return { queued: session.queuedCount, queuedBytes: session.queuedBytes, inflight: session.inflightCount, buffered: this.#online.get(clientId)?.bufferedBytes }
   }
 
+  /**
+   * Network clients with a session, connected or offline (internal clients left out), for the
+   * dashboard. Offline ones have no address, listener or protocol any more.
+   */
+  *clients(): Iterable<ClientInfo> {
+    for (const s of this.#sessions.values()) {
+      if (this.#internal.has(s.clientId)) continue
+      const conn = this.#online.get(s.clientId)
+      yield {
+        clientId: s.clientId,
+        username: conn?.username,
+        remote: conn?.remote,
+        listener: conn?.meta.listener,
+        protocolVersion: conn?.version,
+        connectedAt: conn === undefined ? undefined : this.#connectedAt.get(conn),
+        subscriptions: s.subscriptions.keys(),
+        queued: s.queuedCount,
+        inflight: s.inflightCount,
+      }
+    }
+  }
+
   /** Clients that lost messages (full queue, expiry, too large), with how many: for `$SYS`. */
   *droppedByClient(): Iterable<[string, number]> {
     for (const s of this.#sessions.values()) if (s.droppedCount > 0) yield [s.clientId, s.droppedCount]
   }
+
+  /** When each connection's CONNECT was accepted (a WeakMap: nothing to clean up when it goes). */
+  readonly #connectedAt = new WeakMap<Connection, number>()
 
   /** Retained messages on their way to the store, by topic: `sendRetained` waits for them. */
   readonly #retainedWrites = new Map<string, Promise<void>>()
@@ -487,6 +527,7 @@ export class Broker {
     session.clean = expiryInterval === 0
     session.expiryInterval = expiryInterval
     this.#online.set(clientId, conn)
+    this.#connectedAt.set(conn, Date.now())
     const connected = this.#online.size
     if (connected > this.stats.clientsMaximum) this.stats.clientsMaximum = connected
     return { session, present }
