@@ -9,10 +9,14 @@ import { defaultConfig } from './config/defaults.js'
 import { applyOverrides, loadConfigFile } from './config/load.js'
 import type { OutpostConfig } from './config/types.js'
 import { isOutpostError } from './errors.js'
-import { createLogger } from './logger.js'
+import { HealthMonitor } from './health.js'
+import { createLogger, LogRing } from './logger.js'
+import { statusLine, SystemdNotifier, watchdogIntervalMs } from './systemd/notify.js'
 import { readVersion } from './version.js'
 
 type Gateway = Awaited<ReturnType<(typeof import('./gateway.js'))['startGateway']>>
+type Figures = import('./http/sys-outpost.js').Figures
+type HttpServerHandle = import('./http/server.js').HttpServerHandle
 
 /** How long SIGTERM/SIGINT waits for a clean close; systemd's own stop timeout is longer. */
 const SHUTDOWN_TIMEOUT_MS = 5_000
@@ -76,7 +80,9 @@ async function run(command: Extract<CliCommand, { kind: 'run' }>): Promise<numbe
     return 1
   }
 
-  const log = createLogger(config.logLevel)
+  // The dashboard's recent log lines; kept only when there is a dashboard to show them.
+  const logLines = new LogRing()
+  const log = createLogger(config.logLevel, undefined, config.http?.passwordFile === undefined ? undefined : logLines)
   // Under systemd, exiting lets Restart= bring up a clean process; limping on after an unknown
   // failure could leave a listener open with a broken broker behind it. Node 20 also routes
   // unhandled rejections here.
@@ -89,7 +95,21 @@ async function run(command: Extract<CliCommand, { kind: 'run' }>): Promise<numbe
   // Importing the gateway here, not at the top, keeps --help, --version and check-config from
   // loading the broker, the store and their dependencies.
   const starting: Promise<Gateway> = import('./gateway.js').then((m) => m.startGateway(config, log, { moveAsideStore: command.moveAsideStore }))
-  installSignalHandlers(log, starting)
+  // Only under systemd (Type=notify sets NOTIFY_SOCKET); see src/systemd/notify.ts.
+  const notifier = SystemdNotifier.fromEnv(process.env, log.child({ component: 'systemd' }))
+  let health: HealthMonitor | undefined
+  let figures: Figures | undefined
+  let http: HttpServerHandle | undefined
+  let shuttingDown = false
+  installReloadHandler(log, starting, command)
+  installSignalHandlers(log, starting, () => {
+    shuttingDown = true
+    notifier?.stopping()
+    // Before the gateway closes: its checks would otherwise fail against a closing broker.
+    health?.stop()
+    figures?.stop()
+    void http?.close()
+  })
 
   let gw: Gateway
   try {
@@ -102,6 +122,35 @@ async function run(command: Extract<CliCommand, { kind: 'run' }>): Promise<numbe
     process.exit(1)
   }
   log.info({ addresses: gw.addresses() }, 'outpost running')
+  // A signal during startup: the gateway is closing already.
+  if (shuttingDown) return undefined
+  const monitor = new HealthMonitor(gw, log.child({ component: 'health' }))
+  health = monitor
+  monitor.start()
+  // `$SYS/outpost` always (every sys_interval), the HTTP endpoint when configured; both read the
+  // same samples. Imported here, like the gateway, so the short commands do not load them.
+  const httpLog = log.child({ component: 'http' })
+  const { startFigures } = await import('./http/sys-outpost.js')
+  figures = startFigures({ gateway: gw, dataDir: config.dataDir, log: httpLog, health: () => monitor.report() })
+  if (config.http !== undefined) {
+    const { startHttpServer } = await import('./http/server.js')
+    try {
+      http = await startHttpServer({ config: config.http, gateway: gw, health: monitor, log: httpLog, logLines, telemetry: figures.telemetry })
+    } catch (err) {
+      log.fatal({ err }, 'could not start')
+      printError(err)
+      process.exit(1)
+    }
+  }
+  // A signal while the HTTP server started: STOPPING=1 went out already; no READY=1 after it.
+  if (notifier !== undefined && !shuttingDown) {
+    // READY=1 only now that every listener is open (startGateway resolves after listen()), the
+    // HTTP one included.
+    notifier.ready(`running; listening on ${gw.addresses().map((a) => `${a.address}:${a.port}`).join(', ')}`)
+    health.onReport((r) => notifier.status(statusLine(r)))
+    const watchdogMs = watchdogIntervalMs(process.env)
+    if (watchdogMs !== undefined) notifier.startWatchdog(watchdogMs, health)
+  }
   return undefined
 }
 
@@ -109,7 +158,7 @@ async function run(command: Extract<CliCommand, { kind: 'run' }>): Promise<numbe
  * First SIGTERM/SIGINT: close cleanly and exit 0. A second signal, or a close that takes longer
  * than SHUTDOWN_TIMEOUT_MS, exits 1 at once so a stuck close cannot block a reboot.
  */
-function installSignalHandlers(log: pino.Logger, starting: Promise<Gateway>): void {
+function installSignalHandlers(log: pino.Logger, starting: Promise<Gateway>, onShutdown: () => void): void {
   let stopping = false
   const onSignal = (signal: NodeJS.Signals): void => {
     if (stopping) {
@@ -118,6 +167,7 @@ function installSignalHandlers(log: pino.Logger, starting: Promise<Gateway>): vo
     }
     stopping = true
     log.info({ signal }, 'shutting down')
+    onShutdown()
     setTimeout(() => {
       log.error({ code: 'OUTPOST_E_SHUTDOWN_TIMEOUT', timeoutMs: SHUTDOWN_TIMEOUT_MS }, 'shutdown did not finish in time, exiting')
       process.exit(1)
@@ -135,10 +185,24 @@ function installSignalHandlers(log: pino.Logger, starting: Promise<Gateway>): vo
   }
   process.on('SIGTERM', onSignal)
   process.on('SIGINT', onSignal)
-  // SIGHUP reloads what can change under a running gateway without dropping clients: the
-  // listeners' TLS certificates, password and ACL files (issue 8 adds the rest of the config).
+}
+
+/**
+ * SIGHUP (`systemctl reload`) reloads without dropping clients. With `--config FILE` the file is
+ * read and validated again, with the same command-line overrides, and what changed is applied
+ * (reload.ts; an invalid file changes nothing and every problem is logged). Without one, the
+ * listeners' TLS certificates, password and ACL files are read again.
+ */
+function installReloadHandler(log: pino.Logger, starting: Promise<Gateway>, command: Extract<CliCommand, { kind: 'run' }>): void {
   process.on('SIGHUP', () => {
-    void starting.then((gw) => gw.reload()).catch((err: unknown) => log.error({ err }, 'reload failed; the settings that failed to load stay as they were'))
+    const file = command.configFile
+    if (file === undefined) {
+      void starting.then((gw) => gw.reload()).catch((err: unknown) => log.error({ err }, 'reload failed; the settings that failed to load stay as they were'))
+      return
+    }
+    void Promise.all([starting, import('./reload.js')])
+      .then(([gw, { reloadFromFile }]) => reloadFromFile(gw, file, command.overrides, log))
+      .catch((err: unknown) => log.error({ err }, 'reload failed'))
   })
 }
 
