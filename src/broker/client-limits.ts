@@ -9,7 +9,7 @@ import { LimitExceeded, ReasonCode } from './protocol-error.js'
 type LimitConfig = Pick<BrokerConfig, 'maxTopicLevels' | 'maxTopicLength' | 'maxSubscriptions' | 'maxPublishRate' | 'maxPublishBytesRate'>
 
 /**
- * Checks a topic name or filter as the client sent it (before any mount point, and without the
+ * Checks a topic name or filter as the client sent it (before a mount point is added, and without the
  * `$share/{group}/` of a shared filter: the limits are about what the client asks for).
  */
 export function checkTopicLimits(config: LimitConfig, topic: string, kind: 'topic' | 'filter'): void {
