@@ -8,16 +8,17 @@ import type { SerialPortConfig } from '../config/serial-types.js'
 import { LineDecoder } from './codecs/lines.js'
 import type { Fields } from './codecs/line-parsers.js'
 import { OutpostLinkDecoder } from './codecs/outpost-link-decoder.js'
-import { encodeFrame, type FieldSpec, type Frame } from './codecs/outpost-link.js'
+import { encodeFrame } from './codecs/outpost-link.js'
 import { CommandChannel, encodeArgs, type CommandResult } from './commands.js'
+import { PortDevices } from './devices.js'
 import { discoveryMessages, kindOf, MAX_ANNOUNCED_FIELDS, type AnnouncedField } from './discovery.js'
-import { ReadingMapper, type Publication, type ReadingValue } from './mapper.js'
+import { LinkSession } from './link-session.js'
+import { ReadingMapper, type Publication } from './mapper.js'
 import { SerialLink, type LinkState } from './port.js'
 import { listCandidates, resolvePort } from './resolve.js'
 import { TopicTemplate } from './template.js'
 
-/** Devices one port keeps track of; a line stream inventing ids cannot grow memory past this. */
-export const MAX_DEVICES_PER_PORT = 256
+export { MAX_DEVICES_PER_PORT } from './devices.js'
 const LOG_EVERY_MS = 10_000
 
 export interface PortHost {
@@ -43,17 +44,6 @@ export interface BridgeCounters {
   'command-failures': number
 }
 
-interface DeviceState {
-  online: boolean
-  timer: NodeJS.Timeout | undefined
-}
-
-interface Hello {
-  deviceId: string
-  fields: Map<number, FieldSpec>
-  lastSeq: number
-}
-
 export class PortBridge {
   #config: SerialPortConfig
   readonly #host: PortHost
@@ -63,16 +53,14 @@ export class PortBridge {
   readonly #frames: OutpostLinkDecoder | undefined
   #mapper: ReadingMapper
   readonly #channel: CommandChannel
-  readonly #devices = new Map<string, DeviceState>()
-  #availability: TopicTemplate | undefined
+  readonly #devices: PortDevices
   #stateTopic: string | undefined
   readonly #counters: BridgeCounters = { 'undeclared-field': 0, 'no-hello': 0, 'unexpected-frame': 0, lost: 0, 'too-many-devices': 0, 'no-device': 0, commands: 0, 'command-failures': 0 }
   readonly #lastLog = new Map<string, { at: number; suppressed: number }>()
-  #hello: Hello | undefined
+  readonly #session: LinkSession
   /** Home Assistant discovery: fields announced per device (reset by a HELLO, which may change them). */
   readonly #announced = new Map<string, Set<string>>()
   #seq = 0
-  #helloAskedAt = Number.NEGATIVE_INFINITY
   #closed = false
 
   /**
@@ -85,7 +73,6 @@ export class PortBridge {
     this.#seq = seq % 256
     this.#host = host
     this.#log = host.log.child({ port: config.name })
-    this.#availability = availabilityTemplate(config)
     this.#stateTopic = stateTopic(config)
     const selector = config.selector
     this.#link = new SerialLink(
@@ -107,6 +94,12 @@ export class PortBridge {
       this.#frames = new OutpostLinkDecoder()
     }
     this.#mapper = new ReadingMapper(config, (p) => host.publish(p))
+    this.#devices = new PortDevices({
+      config: () => this.#config,
+      publish: (p) => host.publish(p),
+      log: this.#log,
+      refused: (detail) => this.#count('too-many-devices', detail),
+    })
     // Getters: a reload (SIGHUP) may change the timeout and attempts of commands still to come.
     const current = (): SerialPortConfig => this.#config
     this.#channel = new CommandChannel({
@@ -119,6 +112,18 @@ export class PortBridge {
       encode: (seq, name, args) => encodeFrame({ type: 'cmd', seq, name, args }),
       write: (wire) => this.#link.write(wire),
       nextSeq: () => this.#nextSeq(),
+    })
+    this.#session = new LinkSession({
+      log: this.#log,
+      devices: this.#devices,
+      channel: this.#channel,
+      counters: this.#counters,
+      count: (kind, detail) => this.#count(kind, detail),
+      push: (device, values) => this.#mapper.push(device, values),
+      announce: (device, fields, firmware) => this.#announce(device, fields, firmware),
+      forget: (device) => {
+        this.#announced.delete(device)
+      },
     })
     this.#link.on('state', (s) => this.#onState(s))
     this.#link.on('data', (chunk) => this.#onData(chunk))
@@ -146,18 +151,18 @@ export class PortBridge {
 
   /** Devices heard since start (or configured for a `lines` port), and whether each is online now. */
   devices(): Array<{ id: string; online: boolean }> {
-    return [...this.#devices].map(([id, d]) => ({ id, online: d.online }))
+    return this.#devices.list()
   }
 
   /** Whether `device` speaks on this port: the last HELLO's id, or a `lines` device heard or configured. */
   has(device: string): boolean {
-    if (this.config.framing === 'outpost-link') return this.#hello?.deviceId === device
+    if (this.config.framing === 'outpost-link') return this.#session.deviceId === device
     return this.#devices.has(device) || device === this.config.lines.device
   }
 
   start(): void {
     if (this.config.framing === 'lines' && this.config.lines.deviceField === undefined) {
-      this.#device(this.config.lines.device ?? this.config.name)
+      this.#devices.add(this.config.lines.device ?? this.config.name)
     }
     this.#publishState(this.#link.state)
     this.#link.start()
@@ -196,19 +201,7 @@ export class PortBridge {
     this.#mapper = new ReadingMapper(next, (p) => this.#host.publish(p))
     // Discovery configs name the topics: announced again, with the new ones, at the next reading.
     this.#announced.clear()
-    if (next.availabilityTimeout !== before.availabilityTimeout) {
-      // A timer keeps its duration; the next frame of each device starts one with the new timeout.
-      for (const d of this.#devices.values()) {
-        clearTimeout(d.timer)
-        d.timer = undefined
-      }
-    }
-    if (next.availabilityTopic !== before.availabilityTopic) {
-      const online = [...this.#devices].filter(([, d]) => d.online).map(([id]) => id)
-      for (const id of online) this.#publishAvailability(id, false)
-      this.#availability = availabilityTemplate(next)
-      for (const id of online) this.#publishAvailability(id, true)
-    }
+    this.#devices.reconfigure(before)
     if (next.stateTopic !== before.stateTopic) {
       this.#writeState({ state: 'stopped' })
       this.#stateTopic = stateTopic(next)
@@ -220,7 +213,7 @@ export class PortBridge {
     this.#closed = true
     this.#mapper.close()
     this.#channel.fail('gateway stopping')
-    for (const id of this.#devices.keys()) this.#setOnline(id, false)
+    this.#devices.allOffline()
     this.#writeState({ state: 'stopped' })
     await this.#link.close()
   }
@@ -240,7 +233,7 @@ export class PortBridge {
       done(this.#link.write(Buffer.from(line + this.config.lines.delimiter)) ? { status: 'sent' } : { status: 'offline', reason: `port ${this.#link.state.state}` })
       return
     }
-    const declared = [...(this.#hello?.fields.values() ?? [])].find((f) => f.name === name)
+    const declared = this.#session.declared(name)
     const type = this.config.commandArgs[name] ?? declared?.type ?? 'raw'
     const args = encodeArgs(type, payload)
     if (typeof args === 'string') {
@@ -257,7 +250,7 @@ export class PortBridge {
     this.#lines?.reset()
     this.#frames?.reset()
     this.#channel.fail(`port ${s.state}: ${s.reason}`)
-    for (const id of this.#devices.keys()) this.#setOnline(id, false)
+    this.#devices.allOffline()
   }
 
   #onData(chunk: Buffer): void {
@@ -270,7 +263,7 @@ export class PortBridge {
       return
     }
     for (const e of this.#frames?.push(chunk) ?? []) {
-      if (e.kind === 'frame') this.#onFrame(e.frame)
+      if (e.kind === 'frame') this.#session.onFrame(e.frame)
       else this.#warn(e.error.kind, e.error.detail)
     }
   }
@@ -288,65 +281,10 @@ export class PortBridge {
       device = String(id)
       delete values[key]
     }
-    if (!this.#device(device)) return
-    this.#seen(device)
+    if (!this.#devices.add(device)) return
+    this.#devices.seen(device)
     this.#announce(device, Object.entries(values).map(([field, value]) => ({ field, kind: kindOf(value) })))
     this.#mapper.push(device, Object.entries(values).map(([field, value]) => ({ field, value })))
-  }
-
-  #onFrame(frame: Frame): void {
-    switch (frame.type) {
-      case 'hello': {
-        const previous = this.#hello?.deviceId
-        if (previous !== undefined && previous !== frame.deviceId) {
-          this.#setOnline(previous, false)
-          this.#devices.delete(previous)
-          this.#announced.delete(previous)
-        }
-        if (!this.#device(frame.deviceId)) return
-        this.#hello = { deviceId: frame.deviceId, fields: new Map(frame.fields.map((f) => [f.fieldId, f])), lastSeq: frame.seq }
-        this.#log.info({ device: frame.deviceId, firmware: frame.firmwareVersion, fields: frame.fields.map((f) => f.name) }, 'device said hello')
-        this.#seen(frame.deviceId)
-        this.#announced.delete(frame.deviceId)
-        const kinds = { int32: 'number', uint32: 'number', float32: 'number', bool: 'bool', string: 'string' } as const
-        this.#announce(frame.deviceId, frame.fields.map((f) => ({ field: f.name, kind: kinds[f.type], unit: f.unit })), frame.firmwareVersion)
-        return
-      }
-      case 'data':
-      case 'ping': {
-        const hello = this.#hello
-        if (hello === undefined) {
-          this.#count('no-hello', `${frame.type} before any HELLO; asking the device for one`)
-          this.#askHello()
-          return
-        }
-        this.#sequence(hello, frame.seq)
-        this.#seen(hello.deviceId)
-        if (frame.type === 'ping') return
-        const values: ReadingValue[] = []
-        for (const v of frame.values) {
-          const spec = hello.fields.get(v.fieldId)
-          if (spec === undefined) {
-            this.#count('undeclared-field', `field id ${v.fieldId} is not in the device's HELLO`)
-            continue
-          }
-          values.push({ field: spec.name, value: v.value, unit: spec.unit, float32: v.type === 'float32' })
-        }
-        this.#mapper.push(hello.deviceId, values)
-        return
-      }
-      case 'ack':
-      case 'nak': {
-        if (this.#hello !== undefined) this.#sequence(this.#hello, frame.seq)
-        const result = frame.type === 'ack' ? { status: 'ack' as const } : { status: 'nak' as const, code: frame.code, message: frame.message }
-        // A late answer to an earlier attempt is normal after a retry; not worth a warning.
-        if (!this.#channel.answer(frame.cmdSeq, result)) this.#counters['unexpected-frame']++
-        return
-      }
-      case 'cmd':
-        this.#count('unexpected-frame', 'a device sent a CMD; commands only go to devices')
-        return
-    }
   }
 
   /** Publishes Home Assistant discovery for fields of `device` not announced yet, when enabled. */
@@ -358,69 +296,8 @@ export class PortBridge {
     if (fresh.length === 0) return
     for (const f of fresh) done.add(f.field)
     const { rule, fields: rules } = this.#mapper.rules(device)
-    const availabilityTopic = this.#availability?.render({ port: this.config.name, device })
+    const availabilityTopic = this.#devices.availabilityTopic(device)
     for (const p of discoveryMessages({ port: this.config.name, device, firmware, rule, fields: rules, availabilityTopic }, fresh)) this.#host.publish(p)
-  }
-
-  /** Counts frames lost in between by the device's seq, which wraps at 256. */
-  #sequence(hello: Hello, seq: number): void {
-    const gap = (seq - hello.lastSeq - 1 + 256) % 256
-    // A gap over half the range is a duplicate or reordering, not 200 lost frames.
-    if (gap > 0 && gap < 128) this.#counters.lost += gap
-    hello.lastSeq = seq
-  }
-
-  #askHello(): void {
-    const now = Date.now()
-    if (now - this.#helloAskedAt < 5000) return
-    this.#helloAskedAt = now
-    this.#channel.send({ name: '$hello', args: Buffer.alloc(0), reply: () => undefined })
-  }
-
-  /** Registers a device; false when the port already tracks as many as it may. */
-  #device(id: string): boolean {
-    if (this.#devices.has(id)) return true
-    if (this.#devices.size >= MAX_DEVICES_PER_PORT) {
-      this.#count('too-many-devices', `more than ${MAX_DEVICES_PER_PORT} devices on one port; ignoring ${id}`)
-      return false
-    }
-    this.#devices.set(id, { online: false, timer: undefined })
-    return true
-  }
-
-  #seen(id: string): void {
-    const d = this.#devices.get(id)
-    if (d === undefined) return
-    if (!d.online) this.#setOnline(id, true)
-    const timeout = this.config.availabilityTimeout
-    if (timeout <= 0) return
-    if (d.timer !== undefined) d.timer.refresh()
-    else {
-      d.timer = setTimeout(() => {
-        d.timer = undefined
-        this.#log.warn({ device: id, seconds: timeout }, 'device silent; marking it offline')
-        this.#setOnline(id, false)
-      }, timeout * 1000)
-      d.timer.unref()
-    }
-  }
-
-  #setOnline(id: string, online: boolean): void {
-    const d = this.#devices.get(id)
-    if (d === undefined) return
-    if (!online && d.timer !== undefined) {
-      clearTimeout(d.timer)
-      d.timer = undefined
-    }
-    if (d.online === online) return
-    d.online = online
-    this.#log.info({ device: id, online }, 'device availability')
-    this.#publishAvailability(id, online)
-  }
-
-  #publishAvailability(id: string, online: boolean): void {
-    if (this.#availability === undefined) return
-    this.#host.publish({ topic: this.#availability.render({ port: this.config.name, device: id }), payload: online ? 'online' : 'offline', qos: 1, retain: true })
   }
 
   #publishState(s: LinkState): void {
@@ -456,10 +333,6 @@ export class PortBridge {
     this.#log.warn({ kind, detail, ...(last === undefined || last.suppressed === 0 ? {} : { suppressed: last.suppressed }) }, 'serial input refused')
     this.#lastLog.set(kind, { at: now, suppressed: 0 })
   }
-}
-
-function availabilityTemplate(c: SerialPortConfig): TopicTemplate | undefined {
-  return c.availabilityTopic === '' ? undefined : TopicTemplate.compile(c.availabilityTopic, ['port', 'device'])
 }
 
 /** The state topic, rendered once: it has only `{port}`. */

@@ -15,12 +15,15 @@ import type { IPublishPacket } from 'mqtt-packet'
 import type { Logger } from 'pino'
 import type { Broker } from '../broker/broker.js'
 import type { InternalClient } from '../broker/internal-client.js'
-import type { Message, MessageProperties, QoS } from '../broker/types.js'
+import type { Message, QoS } from '../broker/types.js'
 import type { UpstreamConfig } from '../config/upstream-types.js'
+import { BridgeSysReport } from './bridge-sys.js'
+import { changesBetween, notificationTopic, type BridgeChange, type BridgeVars } from './changes.js'
 import { EchoFilter } from './echo.js'
 import type { Failure } from './explain.js'
 import { UpstreamLink } from './link.js'
 import { OUTBOX_PREFIX } from './outbox-id.js'
+import { localProperties, remoteProperties } from './properties.js'
 import { compileRules, filtersOf, outgoing, render, toLocal, toRemote, type CompiledRule } from './rules.js'
 
 export interface BridgeStats {
@@ -36,8 +39,7 @@ export interface BridgeStats {
   echoes: number
 }
 
-/** What a reload changed in one bridge. */
-export type BridgeChange = 'rules' | 'link' | 'outbox'
+export type { BridgeChange } from './changes.js'
 
 export class UpstreamBridge {
   #config: UpstreamConfig
@@ -82,7 +84,7 @@ export class UpstreamBridge {
     return this.#config
   }
 
-  get #vars(): { gatewayId: string; name: string } {
+  get #vars(): BridgeVars {
     return { gatewayId: this.#gatewayId, name: this.#config.name }
   }
 
@@ -119,25 +121,10 @@ export class UpstreamBridge {
     const before = { config: this.#config, vars: this.#vars }
     this.#config = next
     this.#gatewayId = gatewayId
-    const changes: BridgeChange[] = []
-    const ruleKey = (c: UpstreamConfig, vars: { gatewayId: string; name: string }): unknown[] => [c.topics, render(c.prefix, vars)]
-    if (!isDeepStrictEqual(ruleKey(before.config, before.vars), ruleKey(next, this.#vars))) {
-      changes.push('rules')
-      await this.#replaceRules()
-    }
-    const outboxKey = (c: UpstreamConfig): unknown[] => [c.maxInflight, c.maxQueuedMessages, c.maxQueuedBytes, c.queueFullPolicy]
-    if (!isDeepStrictEqual(outboxKey(before.config), outboxKey(next))) {
-      changes.push('outbox')
-      await this.#reopenOutbox()
-    }
-    const linkKey = (c: UpstreamConfig, vars: { gatewayId: string; name: string }): unknown[] => {
-      const { topics: _t, prefix: _p, maxInflight: _i, maxQueuedMessages: _m, maxQueuedBytes: _b, queueFullPolicy: _q, ...rest } = c
-      return [rest, render(c.clientId, vars), notificationTopic(c, vars)]
-    }
-    if (!isDeepStrictEqual(linkKey(before.config, before.vars), linkKey(next, this.#vars))) {
-      changes.push('link')
-      await this.#restartLink()
-    }
+    const changes = changesBetween(before, { config: next, vars: this.#vars })
+    if (changes.includes('rules')) await this.#replaceRules()
+    if (changes.includes('outbox')) await this.#reopenOutbox()
+    if (changes.includes('link')) await this.#restartLink()
     return changes
   }
 
@@ -315,7 +302,8 @@ export class UpstreamBridge {
     if (client === undefined) return new Promise<void>(() => undefined)
     const generation = this.#generation
     if (target.rule.rule.direction === 'both') this.#echo.sent(target.topic, message.payload)
-    const options = { qos, retain, ...this.#properties(message) }
+    // Properties are MQTT 5's; a 3.1.1 link carries none.
+    const options = { qos, retain, ...(this.config.protocolVersion === 5 ? remoteProperties(message) : {}) }
     if (qos === 0) {
       client.publish(target.topic, message.payload, options)
       this.#sent++
@@ -343,17 +331,7 @@ export class UpstreamBridge {
     }
     this.#received++
     const props = packet.properties
-    const properties: MessageProperties | undefined =
-      props === undefined
-        ? undefined
-        : {
-            ...(props.contentType === undefined ? {} : { contentType: props.contentType }),
-            ...(props.correlationData === undefined ? {} : { correlationData: props.correlationData }),
-            ...(props.payloadFormatIndicator === undefined ? {} : { payloadFormatIndicator: props.payloadFormatIndicator ? 1 : 0 }),
-            // A Response Topic is a topic of the cloud's: a local responder answers through an `out` rule.
-            ...(props.responseTopic === undefined ? {} : { responseTopic: props.responseTopic }),
-            ...(props.userProperties === undefined ? {} : { userProperties: userPairs(props.userProperties) }),
-          }
+    const properties = localProperties(props)
     const outbox = this.#outbox
     if (outbox === undefined) {
       done()
@@ -362,28 +340,6 @@ export class UpstreamBridge {
     void outbox
       .publish(target.topic, payload, { qos: packet.qos, retain: packet.retain, ...(properties === undefined ? {} : { properties }), ...(props?.messageExpiryInterval === undefined ? {} : { expiryInterval: props.messageExpiryInterval }) })
       .then(() => done())
-  }
-
-  #properties(m: Message): { properties?: NonNullable<IPublishPacket['properties']> } {
-    if (this.config.protocolVersion !== 5) return {}
-    const p = m.properties
-    const expiry = m.expiresAt === undefined ? undefined : Math.max(1, Math.ceil((m.expiresAt - Date.now()) / 1000))
-    if (p === undefined && expiry === undefined) return {}
-    const user: Record<string, string | string[]> = {}
-    for (const [k, v] of p?.userProperties ?? []) {
-      const prev = user[k]
-      user[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v]
-    }
-    return {
-      properties: {
-        ...(p?.contentType === undefined ? {} : { contentType: p.contentType }),
-        ...(p?.correlationData === undefined ? {} : { correlationData: p.correlationData }),
-        ...(p?.payloadFormatIndicator === undefined ? {} : { payloadFormatIndicator: p.payloadFormatIndicator === 1 }),
-        ...(p?.responseTopic === undefined ? {} : { responseTopic: p.responseTopic }),
-        ...(p?.userProperties === undefined ? {} : { userProperties: user }),
-        ...(expiry === undefined ? {} : { messageExpiryInterval: expiry }),
-      },
-    }
   }
 
   #drained(): void {
@@ -399,39 +355,11 @@ export class UpstreamBridge {
     return this.#outbox.publish(this.#notification, state, { qos: 1, retain: true })
   }
 
-  /** For `drain-rate`: the sent count and time at the last `$SYS` round. */
-  #lastSys = { at: Date.now(), sent: 0 }
+  readonly #sysReport = new BridgeSysReport()
 
   #sys(): Record<string, string | number> {
     // A bridge a reload removed stays in the broker's list of sources; it reports nothing.
     if (this.#closed) return {}
-    const s = this.stats()
-    const base = `bridge/${this.config.name}`
-    const now = Date.now()
-    const rate = ((s.sent - this.#lastSys.sent) * 1000) / Math.max(1, now - this.#lastSys.at)
-    this.#lastSys = { at: now, sent: s.sent }
-    return {
-      [`${base}/state`]: s.state,
-      [`${base}/backlog/messages`]: s.backlogMessages,
-      [`${base}/backlog/bytes`]: s.backlogBytes,
-      [`${base}/backlog/oldest-age`]: s.oldestAgeSeconds,
-      [`${base}/reconnects`]: s.reconnects,
-      [`${base}/dropped`]: s.dropped,
-      [`${base}/messages/sent`]: s.sent,
-      [`${base}/messages/received`]: s.received,
-      // Messages acknowledged upstream per second since the last round.
-      [`${base}/drain-rate`]: Math.round(rate),
-    }
+    return this.#sysReport.round(this.config.name, this.stats())
   }
-}
-
-/** MQTT.js folds User Properties into an object (a repeated name becomes an array); back to ordered pairs. */
-function userPairs(props: Record<string, string | string[]>): Array<[string, string]> {
-  const pairs: Array<[string, string]> = []
-  for (const [k, v] of Object.entries(props)) for (const one of Array.isArray(v) ? v : [v]) pairs.push([k, one])
-  return pairs
-}
-
-function notificationTopic(c: UpstreamConfig, vars: { gatewayId: string; name: string }): string | undefined {
-  return c.notificationTopic === '' ? undefined : render(c.notificationTopic, vars)
 }
