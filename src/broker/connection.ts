@@ -1,7 +1,8 @@
-import { generate, writeToStream, type Packet } from 'mqtt-packet'
+import { writeToStream, type Packet } from 'mqtt-packet'
 import type { Logger } from 'pino'
 import type { Broker } from './broker.js'
 import { PublishRate } from './client-limits.js'
+import { encodePacket, encodePublish5, reasonPacket } from './connection-packets.js'
 import { Framer } from './framer.js'
 import { dispatch } from './handlers/index.js'
 import { checkConnectPreamble } from './handlers/connect-preamble.js'
@@ -11,8 +12,7 @@ import type { Outlet, Session, Throttle } from './session.js'
 import type { Message, MqttStream, ProtocolVersion, QoS, StreamMeta } from './types.js'
 import type { AuthState } from './handlers/auth.js'
 import { decodeV5, type Packet5 } from './v5/decode.js'
-import { encodeVarint, type Properties } from './v5/properties.js'
-import type { Delivery5 } from './v5/publish-encoder.js'
+import type { Properties } from './v5/properties.js'
 import { InboundAliases, OutboundAliases } from './v5/topic-aliases.js'
 import type { Will } from './wills.js'
 
@@ -132,20 +132,11 @@ export class Connection implements Outlet, Throttle {
     return remotePort === undefined ? (remoteAddress ?? 'unknown') : `${remoteAddress}:${remotePort}`
   }
 
-  /**
-   * Encodes and writes one packet with this connection's protocol version. Returns false when it
-   * is larger than the client's Maximum Packet Size even without its Reason String, and so was
-   * not sent [MQTT-3.1.2-24] [MQTT-3.1.2-25].
-   */
+  /** Encodes and writes one packet; false when it was too large for the client and not sent (see encodePacket). */
   write(packet: Packet): boolean {
     if (this.state === 'closed') return false
-    let bytes = generate(packet, { protocolVersion: this.version })
-    const max = this.maxPacketSize
-    const props = 'properties' in packet ? (packet.properties as { reasonString?: string } | undefined) : undefined
-    if (max > 0 && bytes.length > max && props?.reasonString !== undefined) {
-      bytes = generate({ ...packet, properties: { ...props, reasonString: undefined } } as Packet, { protocolVersion: this.version })
-    }
-    if (max > 0 && bytes.length > max) return false
+    const bytes = encodePacket(packet, this.version, this.maxPacketSize)
+    if (bytes === undefined) return false
     this.writeRaw(bytes)
     return true
   }
@@ -164,23 +155,7 @@ export class Connection implements Outlet, Throttle {
       return
     }
     const text = reason === undefined || reason === '' ? undefined : this.reasonString(reason)?.reasonString
-    this.writeRaw(this.#reasonPacket(type, Buffer.from([id >> 8, id & 0xff, reasonCode]), text))
-  }
-
-  /**
-   * A packet made of `body` (packet id and/or reason code) and, when there is one, a Reason String
-   * property; without it the property length is left out too, as sections 3.4.2.2 and 3.14.2.2
-   * allow, which is what clients (and Mosquitto's test vectors) expect. A Reason String that would
-   * make the packet larger than the client accepts is dropped [MQTT-3.1.2-25].
-   */
-  #reasonPacket(type: number, body: Buffer, reason: string | undefined): Buffer {
-    const bare = Buffer.concat([Buffer.from([type]), encodeVarint(body.length), body])
-    if (reason === undefined) return bare
-    const text = Buffer.from(reason, 'utf8')
-    const props = Buffer.concat([Buffer.from([0x1f, text.length >> 8, text.length & 0xff]), text])
-    const rest = Buffer.concat([body, encodeVarint(props.length), props])
-    const full = Buffer.concat([Buffer.from([type]), encodeVarint(rest.length), rest])
-    return this.maxPacketSize > 0 && full.length > this.maxPacketSize ? bare : full
+    this.writeRaw(reasonPacket(type, Buffer.from([id >> 8, id & 0xff, reasonCode]), text, this.maxPacketSize))
   }
 
   /** A Reason String for packets other than PUBLISH, CONNACK and DISCONNECT, where the client allows it [MQTT-3.1.2-29]. */
@@ -229,7 +204,14 @@ export class Connection implements Outlet, Throttle {
       if (view === undefined) return false
       message = view
     }
-    if (this.version === 5) return this.#sendPublish5(message, qos, packetId, retain, dup, subscriptionIds)
+    if (this.version === 5) {
+      // Not sent when too large for the client or expired (see encodePublish5).
+      const packet = encodePublish5(this.broker.encoder5, this.#outAliases, this.maxPacketSize, message, qos, packetId, retain, dup, subscriptionIds)
+      if (packet === undefined) return false
+      this.broker.stats.publishSent++
+      this.writeRaw(packet[0], packet[1])
+      return true
+    }
     this.broker.stats.publishSent++
     if (qos === 0 && !retain) {
       this.writeRaw(this.broker.encoder4.qos0(message))
@@ -237,46 +219,6 @@ export class Connection implements Outlet, Throttle {
       const [head, payload] = this.broker.encoder4.encode(message, qos, packetId, retain, dup)
       this.writeRaw(head, payload)
     }
-    return true
-  }
-
-  /**
-   * The MQTT 5 PUBLISH: the expiry left [MQTT-3.3.2-6], a topic alias when the client takes them,
-   * the subscription identifiers; not sent at all when larger than the client's Maximum Packet
-   * Size [MQTT-3.1.2-25].
-   */
-  #sendPublish5(message: Message, qos: QoS, packetId: number | undefined, retain: boolean, dup: boolean, subscriptionIds: readonly number[] | undefined): boolean {
-    let expiry: number | undefined
-    if (message.expiresAt !== undefined) {
-      const left = message.expiresAt - Date.now()
-      // A resend (DUP) continues a delivery that had started, which expiry does not stop
-      // (section 3.3.2.3.3); it goes out with no lifetime left.
-      if (left <= 0 && !dup) return false
-      expiry = left <= 0 ? 0 : Math.ceil(left / 1000)
-    }
-    const aliases = this.#outAliases
-    const known = aliases?.peek(message.topic)
-    const d: { -readonly [K in keyof Delivery5]: Delivery5[K] } = {
-      qos,
-      packetId,
-      retain,
-      dup,
-      expiry,
-      // Sized as sent: with an alias (new or known) when the client takes them.
-      alias: aliases === undefined ? undefined : (known ?? 1),
-      sendTopic: known === undefined,
-      subscriptionIds,
-    }
-    const encoder = this.broker.encoder5
-    if (this.maxPacketSize > 0 && encoder.size(message, d) > this.maxPacketSize) return false
-    if (aliases !== undefined) {
-      const taken = aliases.take(message.topic)
-      d.alias = taken.alias
-      d.sendTopic = taken.sendTopic
-    }
-    this.broker.stats.publishSent++
-    const [head, payload] = encoder.encode(message, d)
-    this.writeRaw(head, payload)
     return true
   }
 
@@ -294,7 +236,7 @@ export class Connection implements Outlet, Throttle {
     const wasOpen = this.state === 'open'
     if (wasOpen && reasonCode !== undefined && this.version === 5) {
       // DISCONNECT may carry a Reason String whatever Request Problem Information says [MQTT-3.1.2-29].
-      this.writeRaw(this.#reasonPacket(0xe0, Buffer.from([reasonCode]), this.broker.config.reasonStrings ? reason : undefined))
+      this.writeRaw(reasonPacket(0xe0, Buffer.from([reasonCode]), this.broker.config.reasonStrings ? reason : undefined, this.maxPacketSize))
     }
     this.state = 'closed'
     if (this.#connectTimer !== undefined) clearTimeout(this.#connectTimer)

@@ -1,96 +1,13 @@
 import type { QueueEntry, QueueInfo, StoreOp } from '../store/types.js'
-import { OutboundQueue, PAGE } from './outbound-queue.js'
+import { Backpressure } from './backpressure.js'
+import { releaseShared, resendInflight } from './session-handover.js'
+import { oldestReceivedAt, SessionQueue } from './session-queue.js'
+import { entryOp, loadPage, prepareEntry, readPage } from './session-store.js'
+import type { AckResult, Inflight, Outlet, Queued, SessionEvents, SessionJournal, SessionLimits, Throttle } from './session-types.js'
 import type { SubscriptionOptions } from './subscription-tree.js'
-import type { Message, QoS } from './types.js'
+import type { Message } from './types.js'
 
-/**
- * Where a session's messages go: a network connection, or an internal client's callback.
- * The session decides what to send and when; the outlet only encodes and writes.
- */
-export interface Outlet {
-  /**
-   * Encodes and writes one PUBLISH. Returns false when it was not sent because it is larger than
-   * the client's Maximum Packet Size [MQTT-3.1.2-25], or expired on the way.
-   */
-  sendPublish(message: Message, qos: QoS, packetId: number | undefined, retain: boolean, dup: boolean, subscriptionIds?: readonly number[]): boolean
-  sendPubrel(packetId: number): void
-  /** True while the transport has more buffered than it should; QoS 0 is dropped then. */
-  readonly congested: boolean
-  /** The client's Receive Maximum (MQTT 5): at most this many QoS 1/2 messages unacknowledged [MQTT-3.3.4-9]. */
-  readonly receiveMaximum: number
-}
-
-/**
- * A publisher that can be slowed down: a network connection stops reading its socket while held,
- * so TCP pushes back on the client instead of the broker dropping what it already acknowledged.
- */
-export interface Throttle {
-  hold(): void
-  release(): void
-}
-
-/** A session above its high-water mark this long is treated as stuck and no longer slows publishers. */
-const STALL_MS = 5000
-
-/** Limits and callbacks a session gets from its broker. */
-export interface SessionLimits {
-  maxInflight: number
-  maxQueuedMessages: number
-  maxQueuedBytes: number
-  queueQos0Messages: boolean
-  /** A full queue drops its oldest message for the new one, or refuses the new one. */
-  queueFullPolicy: 'drop_oldest' | 'reject_new'
-  /**
-   * Whether a connected session that falls behind holds its publishers (default true). An
-   * outbox that is meant to grow on disk (the upstream bridge) must not slow local clients.
-   */
-  holdPublishers?: boolean
-}
-
-export type DropReason = 'queue-full' | 'congested' | 'expired' | 'too-large'
-
-export interface SessionEvents {
-  /** A message was dropped for this session; `first` is true once per full-queue episode. */
-  dropped(session: Session, reason: DropReason, first: boolean): void
-  /** A PUBLISH was handed to the outlet. */
-  sent(session: Session): void
-  /** The queue was full and has room again (half empty): logged once, as its filling was. */
-  queueRoom(session: Session): void
-  /** The session stayed above its high-water mark for STALL_MS: publishers are no longer held for it. */
-  stalled(session: Session): void
-}
-
-export type AckResult = 'ok' | 'unknown' | 'mismatch'
-
-/**
- * Where a persistent session writes its changes: the broker's store. `record` is written with the
- * next batch and not waited for (an ack, a packet id of a QoS 1 delivery: losing one in a crash
- * costs at most a duplicate QoS 1 delivery); `commit` resolves once the op is durable.
- */
-export interface SessionJournal {
-  record(op: StoreOp): void
-  commit(op: StoreOp): Promise<void>
-  /** A client's stored queue entries after `afterSeq`, in order (see Session paging). */
-  read(clientId: string, afterSeq: number, limit: number): Promise<QueueEntry[]>
-}
-
-
-/** One delivery of a message to this session. */
-export interface Queued {
-  readonly message: Message
-  readonly qos: QoS
-  readonly retain: boolean
-  readonly subscriptionIds?: readonly number[] | undefined
-  /** The shared subscription it came through, so it can go to another member if this one leaves. */
-  readonly share?: string | undefined
-  /** Its key in the store's queue for this client; undefined for sessions kept in memory only. */
-  readonly seq?: number | undefined
-}
-
-interface Inflight extends Queued {
-  /** 'publish' until PUBREC (QoS 2) or PUBACK (QoS 1); 'pubrel' after PUBREC until PUBCOMP. */
-  state: 'publish' | 'pubrel'
-}
+export type { AckResult, DropReason, Outlet, Queued, SessionEvents, SessionJournal, SessionLimits, Throttle } from './session-types.js'
 
 /**
  * One client's session state [MQTT-3.1.2-4]: subscriptions, outgoing QoS 1/2 messages in flight
@@ -119,16 +36,10 @@ export class Session {
   canRead: ((topic: string) => boolean) | undefined
 
   readonly #inflight = new Map<number, Inflight>()
-  readonly #queue = new OutboundQueue()
+  readonly #queue = new SessionQueue()
   #nextId = 1
   #outlet: Outlet | undefined
-  #full = false
-  /** Publishers held until this session's queue drains below the low-water mark. */
-  readonly #held = new Set<Throttle>()
-  /** When the queue last went above the high-water mark; undefined while below it. */
-  #highSince: number | undefined
-  #stalled = false
-  #highWater: number
+  readonly #flow: Backpressure
   #limits: SessionLimits
   readonly #events: SessionEvents
   readonly #journal: SessionJournal
@@ -147,8 +58,7 @@ export class Session {
     this.#limits = limits
     this.#events = events
     this.#journal = journal
-    // Half the cap leaves room for what held publishers already had on the wire.
-    this.#highWater = limits.maxQueuedMessages > 0 ? Math.max(1, Math.ceil(limits.maxQueuedMessages / 2)) : 1000
+    this.#flow = new Backpressure(limits.maxQueuedMessages, () => this.#events.stalled(this))
   }
 
   get limits(): SessionLimits {
@@ -158,7 +68,7 @@ export class Session {
   /** Replaces the limits (a persistent internal session restored at start gets its owner's). */
   setLimits(limits: SessionLimits): void {
     this.#limits = limits
-    this.#highWater = limits.maxQueuedMessages > 0 ? Math.max(1, Math.ceil(limits.maxQueuedMessages / 2)) : 1000
+    this.#flow.setLimit(limits.maxQueuedMessages)
   }
 
   get online(): boolean {
@@ -175,13 +85,7 @@ export class Session {
 
   /** When the oldest message waiting here (in flight or first in the queue) was received; undefined when none or unknown. */
   get oldestReceivedAt(): number | undefined {
-    let oldest: number | undefined
-    for (const f of this.#inflight.values()) {
-      const at = f.message.receivedAt
-      if (at !== undefined && (oldest === undefined || at < oldest)) oldest = at
-    }
-    const head = this.#queue.peek()?.message.receivedAt
-    return head !== undefined && (oldest === undefined || head < oldest) ? head : oldest
+    return oldestReceivedAt(this.#inflight.values(), this.#queue)
   }
 
   /** Payload bytes in the queue (in memory and on disk), not counting messages in flight. */
@@ -189,23 +93,11 @@ export class Session {
     return this.#queue.bytes
   }
 
-  /**
-   * Connects the session to an outlet and resends what the last connection left unacknowledged:
-   * PUBLISH with DUP for messages without PUBREC, PUBREL for the rest, in their original
-   * order [MQTT-4.4.0-1], then whatever was queued.
-   */
+  /** Connects the session to an outlet: resends what the last connection left unacknowledged, then whatever was queued. */
   attach(outlet: Outlet): void {
     this.#outlet = outlet
     this.expiresAt = undefined
-    for (const [id, f] of this.#inflight) {
-      if (f.state === 'pubrel') {
-        outlet.sendPubrel(id)
-      } else if (!outlet.sendPublish(f.message, f.qos, id, f.retain, true, f.subscriptionIds)) {
-        // Only a client whose new Maximum Packet Size is smaller than the message gets here.
-        this.#inflight.delete(id)
-        this.#events.dropped(this, 'too-large', false)
-      }
-    }
+    resendInflight(this.#inflight, outlet, () => this.#events.dropped(this, 'too-large', false))
     this.#pump()
   }
 
@@ -214,7 +106,7 @@ export class Session {
     if (this.#outlet !== outlet) return
     this.#outlet = undefined
     // An offline session is not worth waiting for: its queue caps it instead.
-    this.#releaseHeld()
+    this.#flow.releaseAll()
   }
 
   /**
@@ -244,7 +136,7 @@ export class Session {
       return false
     }
     this.#enqueue(item)
-    return outlet !== undefined && item.qos > 0 && this.#limits.holdPublishers !== false && this.#backedUp()
+    return outlet !== undefined && item.qos > 0 && this.#limits.holdPublishers !== false && this.#flow.backedUp(this.#queue.count)
   }
 
   /**
@@ -253,11 +145,7 @@ export class Session {
    * changes) before acknowledging the publisher and calling deliver().
    */
   prepare(item: Queued, ops: StoreOp[]): Queued {
-    if (this.clean) return item
-    const seq = this.#nextSeq++
-    const { message, qos, retain, subscriptionIds, share } = item
-    ops.push({ op: 'put-entry', clientId: this.clientId, entry: { seq, message, qos, retain, subscriptionIds, share } })
-    return { message, qos, retain, subscriptionIds, share, seq }
+    return this.clean ? item : prepareEntry(this.clientId, this.#nextSeq++, item, ops)
   }
 
   /**
@@ -268,17 +156,7 @@ export class Session {
   restore(entries: readonly QueueEntry[], info: QueueInfo): void {
     this.#queue.setStored(info.count, info.bytes)
     if (info.lastSeq >= this.#nextSeq) this.#nextSeq = info.lastSeq + 1
-    this.#load(entries)
-  }
-
-  /** Takes a page read from the store into memory: entries that had been sent go in flight. */
-  #load(entries: readonly QueueEntry[]): void {
-    this.#queue.absorb(entries, (e) => {
-      if (e.packetId === undefined || this.#inflight.has(e.packetId)) return false
-      const { message, qos, retain, subscriptionIds, share, seq } = e
-      this.#inflight.set(e.packetId, { message, qos, retain, subscriptionIds, share, seq, state: e.state ?? 'publish' })
-      return true
-    })
+    loadPage(this.#queue, this.#inflight, entries)
   }
 
   /** How fit this session is to take one more message now (for shared subscriptions). */
@@ -288,28 +166,10 @@ export class Session {
     return this.#queue.count === 0 && this.#inflight.size < this.#window(outlet) ? 2 : 1
   }
 
-  /**
-   * Offers the messages that came through shared subscriptions and that the client has not taken
-   * to another member of their group, as this one goes away: those still queued, and QoS 1 ones
-   * sent without a PUBACK. A QoS 2 PUBLISH already sent stays: only this client may complete it
-   * [MQTT-4.8.2-4] [MQTT-4.8.2-5]. `route` returns true when another member took the message; a
-   * message nobody else can take stays here, unchanged (same packet id, DUP on resend).
-   */
+  /** Offers what came through shared subscriptions to other members of their groups, as this one goes away (see session-handover.ts). */
   releaseShared(route: (item: Queued) => boolean): void {
-    for (const [id, f] of this.#inflight) {
-      if (f.share !== undefined && f.state === 'publish' && f.qos === 1 && route(f)) {
-        this.#inflight.delete(id)
-        this.#forget(f)
-      }
-    }
-    if (!this.#queue.some((q) => q.share !== undefined)) return
-    this.#queue.filter((q) => {
-      if (q.share === undefined || !route(q)) return true
-      this.#forget(q)
-      return false
-    })
+    releaseShared(this.#inflight, this.#queue, route, (item) => this.#forget(item))
   }
-
 
   /** Our own cap and the client's Receive Maximum, whichever is lower [MQTT-3.3.4-9]. */
   #window(outlet: Outlet): number {
@@ -327,36 +187,12 @@ export class Session {
 
   /** Holds `publisher` until this session's queue drains (see deliver()). */
   hold(publisher: Throttle): void {
-    if (this.#held.has(publisher)) return
-    this.#held.add(publisher)
-    publisher.hold()
+    this.#flow.hold(publisher)
   }
 
-  /**
-   * Gives up on a session that has stayed backed up for STALL_MS, so a client that stops reading
-   * cannot hold its publishers forever; the queue cap applies to it from then on. Called on each
-   * delivery and by the broker's sweep (held publishers send nothing that would call deliver).
-   */
+  /** Stops holding publishers for a session backed up too long (see Backpressure.checkStall); for the broker's sweep. */
   checkStall(now: number): void {
-    if (this.#stalled || this.#highSince === undefined || now - this.#highSince <= STALL_MS) return
-    this.#stalled = true
-    this.#releaseHeld()
-    this.#events.stalled(this)
-  }
-
-  #backedUp(): boolean {
-    if (this.#queue.count < this.#highWater) return false
-    const now = Date.now()
-    this.#highSince ??= now
-    this.checkStall(now)
-    return !this.#stalled
-  }
-
-  #releaseHeld(): void {
-    if (this.#held.size === 0) return
-    const held = [...this.#held]
-    this.#held.clear()
-    for (const p of held) p.release()
+    this.#flow.checkStall(now)
   }
 
   /**
@@ -388,7 +224,7 @@ export class Session {
     if (f.qos !== 2) return 'mismatch'
     if (f.state !== 'pubrel' && f.seq !== undefined) {
       f.state = 'pubrel'
-      this.#journal.commit(this.#entryOp(f, packetId, 'pubrel')).then(release, release)
+      this.#journal.commit(entryOp(this.clientId, f, packetId, 'pubrel')).then(release, release)
       return 'ok'
     }
     f.state = 'pubrel'
@@ -432,11 +268,6 @@ export class Session {
     if (item.seq !== undefined) this.#journal.record({ op: 'del-entry', clientId: this.clientId, seq: item.seq, bytes: item.message.payload.length })
   }
 
-  #entryOp(item: Queued, packetId: number, state: 'publish' | 'pubrel'): StoreOp {
-    const { message, qos, retain, subscriptionIds, share } = item
-    return { op: 'put-entry', clientId: this.clientId, entry: { seq: item.seq ?? 0, message, qos, retain, subscriptionIds, share, packetId, state } }
-  }
-
   /** Drops everything: used when a clean session ends or a session expires. */
   clear(): void {
     this.#inflight.clear()
@@ -444,13 +275,7 @@ export class Session {
     this.incomingQos2.clear()
     this.incomingAt.clear()
     this.subscriptions.clear()
-    this.#releaseHeld()
-  }
-
-  /** True when one more message of `size` bytes does not fit under `max_queued_messages` / `max_queued_bytes`. */
-  #isFull(size: number): boolean {
-    const { maxQueuedMessages, maxQueuedBytes } = this.#limits
-    return (maxQueuedMessages > 0 && this.#queue.count >= maxQueuedMessages) || (maxQueuedBytes > 0 && this.#queue.bytes + size > maxQueuedBytes)
+    this.#flow.releaseAll()
   }
 
   /** Drops the oldest queued message (not one in flight) to make room: `store.max_bytes` under drop_oldest. */
@@ -468,22 +293,19 @@ export class Session {
    * the "room again" line closes it as for a queue that filled in #enqueue.
    */
   markFull(): boolean {
-    if (this.#full) return false
-    this.#full = true
-    return true
+    return this.#queue.markFull()
   }
 
   /** Under `reject_new`, whether a message of `size` bytes would be refused now (the publisher is told, v5 0x97). */
   wouldReject(size: number): boolean {
-    return this.#limits.queueFullPolicy === 'reject_new' && this.#isFull(size)
+    return this.#limits.queueFullPolicy === 'reject_new' && this.#queue.isFull(this.#limits, size)
   }
 
   #enqueue(item: Queued): void {
     const size = item.message.payload.length
-    while (this.#isFull(size)) {
+    while (this.#queue.isFull(this.#limits, size)) {
       // One log line per episode, not one per message: re-armed when the queue drains.
-      this.#events.dropped(this, 'queue-full', !this.#full)
-      this.#full = true
+      this.#events.dropped(this, 'queue-full', this.#queue.markFull())
       const oldest = this.#limits.queueFullPolicy === 'drop_oldest' ? this.#queue.shift() : undefined
       if (oldest === undefined) {
         this.#forget(item)
@@ -496,20 +318,11 @@ export class Session {
 
   /** Reads the next page from the store when memory runs low and the store holds more. */
   #refill(): void {
-    const queue = this.#queue
-    if (!queue.wantsPage) return
-    queue.loading = true
-    this.#journal.read(this.clientId, queue.frontier, PAGE).then(
-      (entries) => {
-        queue.loading = false
-        this.#load(entries)
-        this.#pump()
-      },
-      () => {
-        // The store could not be read: try again on the next acknowledgement or delivery.
-        queue.loading = false
-      },
-    )
+    if (!this.#queue.wantsPage) return
+    readPage(this.#queue, this.#journal, this.clientId, (entries) => {
+      loadPage(this.#queue, this.#inflight, entries)
+      this.#pump()
+    })
   }
 
   #pump(): void {
@@ -522,16 +335,9 @@ export class Session {
       else this.#send(outlet, head)
       if (this.#barrier !== undefined) break
     }
-    if (this.#full && this.#queue.count * 2 <= this.#limits.maxQueuedMessages) {
-      this.#full = false
-      this.#events.queueRoom(this)
-    }
+    if (this.#queue.roomAgain(this.#limits.maxQueuedMessages)) this.#events.queueRoom(this)
     this.#refill()
-    if (this.#queue.count <= this.#highWater / 2) {
-      this.#highSince = undefined
-      this.#stalled = false
-      this.#releaseHeld()
-    }
+    this.#flow.drained(this.#queue.count)
   }
 
   #sendQos0(outlet: Outlet, item: Queued): void {
@@ -551,7 +357,7 @@ export class Session {
     const f: Inflight = { message: item.message, qos: item.qos, retain: item.retain, subscriptionIds: item.subscriptionIds, share: item.share, seq: item.seq, state: 'publish' }
     this.#inflight.set(id, f)
     if (item.seq !== undefined) {
-      const op = this.#entryOp(item, id, 'publish')
+      const op = entryOp(this.clientId, item, id, 'publish')
       if (item.qos === 2) {
         this.#sendWhenDurable(op, id, f)
         return
