@@ -10,13 +10,14 @@ import { writeFileSync } from 'node:fs'
 import { connect as netConnect } from 'node:net'
 import { join } from 'node:path'
 import { test, type TestContext } from 'node:test'
-import { connect, type IClientOptions, type MqttClient } from 'mqtt'
+import type { IClientOptions, MqttClient } from 'mqtt'
 import type { Packet } from 'mqtt-packet'
 import { pino } from 'pino'
 import { defaultConfig, defaultListener } from '../src/config/defaults.js'
 import type { OutpostConfig } from '../src/config/types.js'
 import { startGateway } from '../src/gateway.js'
-import { Inbox } from './helpers/inbox.js'
+import type { Inbox } from './helpers/inbox.js'
+import { connectedClient } from './helpers/mqtt-client.js'
 import { tempDir } from './helpers/outpost-process.js'
 import { RawClient } from './helpers/raw-client.js'
 
@@ -50,15 +51,8 @@ async function aclBroker(t: TestContext): Promise<string> {
   return `mqtt://127.0.0.1:${gw.addresses()[0]?.port ?? 0}`
 }
 
-async function client(t: TestContext, url: string, username: string, clientId: string, options: IClientOptions = {}): Promise<{ client: MqttClient; inbox: Inbox }> {
-  const c = connect(url, { reconnectPeriod: 0, username, clientId, ...options })
-  const inbox = new Inbox(c)
-  t.after(() => c.endAsync(true))
-  await new Promise<void>((resolve, reject) => {
-    c.once('connect', () => resolve())
-    c.once('error', reject)
-  })
-  return { client: c, inbox }
+function client(t: TestContext, url: string, username: string, clientId: string, options: IClientOptions = {}): Promise<{ client: MqttClient; inbox: Inbox }> {
+  return connectedClient(t, url, { username, clientId, ...options })
 }
 
 /** The SUBACK codes as sent (MQTT.js turns a failure code into a rejection). */

@@ -4,7 +4,7 @@
  * line (a pty pair) and a real cloud broker do.
  */
 import assert from 'node:assert/strict'
-import { test } from 'node:test'
+import { test, type TestContext } from 'node:test'
 import { connectAsync } from 'mqtt'
 import { defaultSerialPort, defaultUpstream } from '../src/config/defaults.js'
 import type { SerialPortConfig } from '../src/config/serial-types.js'
@@ -84,13 +84,19 @@ test('/metrics parses; messages and bytes in move by what was published, clients
   assert.ok(need(eld, 'outpost_event_loop_delay_seconds', { quantile: '0.99' }) >= need(eld, 'outpost_event_loop_delay_seconds', { quantile: '0.5' }))
 })
 
-test('serial port figures: lines and errors by kind, the state as a labelled gauge, devices online; the last reading in /api/state', async (t) => {
+/** A gateway with the dashboard (user admin, password pw) and a `lines` port `bench` for device `boiler`, open, with its other end. */
+async function serialBench(t: TestContext): Promise<{ s: Awaited<ReturnType<typeof httpGateway>>; port: SerialPortConfig; path: string; device: Awaited<ReturnType<typeof openPeer>> }> {
   const pair = await ptyPair(t, serialDir(t))
   const base = defaultSerialPort('bench', { path: pair.a })
   const port: SerialPortConfig = { ...base, availabilityTimeout: 0, lines: { ...base.lines, device: 'boiler' } }
   const s = await httpGateway(t, { users: { admin: 'pw' }, overrides: { serial: [port] } })
   await until(() => (s.gateway.serial?.ports[0]?.state.state === 'open' ? true : undefined), 'the port open')
   const device = await openPeer(t, pair.b)
+  return { s, port, path: pair.a, device }
+}
+
+test('serial port figures: lines and errors by kind, the state as a labelled gauge, devices online; the last reading in /api/state', async (t) => {
+  const { s, path, device } = await serialBench(t)
   device.write('{"t":21.5}\n{"t":21.75}\nnot json\n')
   const m = await until(async () => {
     const f = await scrape(s.base)
@@ -108,7 +114,7 @@ test('serial port figures: lines and errors by kind, the state as a labelled gau
   }, 'the last reading')
   const p = state.serial[0]
   assert.ok(p !== undefined)
-  assert.deepEqual([p.port, p.path, p.state, p.detail, p.frames, p.errors], ['bench', pair.a, 'open', null, 2, 1])
+  assert.deepEqual([p.port, p.path, p.state, p.detail, p.frames, p.errors], ['bench', path, 'open', null, 2, 1])
   assert.equal(p.devices[0]?.device, 'boiler')
   assert.equal(p.devices[0]?.online, true)
   assert.equal(p.devices[0]?.lastReading?.topic, 'sensors/boiler')
@@ -171,12 +177,7 @@ test('$SYS/outpost carries the same figures over MQTT, retained, every sys_inter
 })
 
 test('the last reading follows a reload that moves the reading topics', async (t) => {
-  const pair = await ptyPair(t, serialDir(t))
-  const base = defaultSerialPort('bench', { path: pair.a })
-  const port: SerialPortConfig = { ...base, availabilityTimeout: 0, lines: { ...base.lines, device: 'boiler' } }
-  const s = await httpGateway(t, { users: { admin: 'pw' }, overrides: { serial: [port] } })
-  await until(() => (s.gateway.serial?.ports[0]?.state.state === 'open' ? true : undefined), 'the port open')
-  const device = await openPeer(t, pair.b)
+  const { s, port, device } = await serialBench(t)
   const cookie = await login(s.base, 'admin', 'pw')
   const reading = async (): Promise<{ topic: string; payload: string } | undefined> => {
     const body = (await (await fetch(`${s.base}/api/state`, { headers: { cookie } })).json()) as ApiState

@@ -8,12 +8,13 @@ import { spawn } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { test, type TestContext } from 'node:test'
-import { connect, type IClientOptions, type MqttClient } from 'mqtt'
+import type { IClientOptions, MqttClient } from 'mqtt'
 import { pino } from 'pino'
 import { defaultConfig, defaultListener } from '../src/config/defaults.js'
 import type { OutpostConfig } from '../src/config/types.js'
 import { startGateway } from '../src/gateway.js'
-import { Inbox } from './helpers/inbox.js'
+import type { Inbox } from './helpers/inbox.js'
+import { connectedClient } from './helpers/mqtt-client.js'
 import { tempDir } from './helpers/outpost-process.js'
 
 /** Ports of a plain listener and of one mounted at `site1/` (with `aclFile` on the mounted one, if given). */
@@ -30,15 +31,8 @@ async function gateway(t: TestContext, aclFile?: string): Promise<{ plain: numbe
   return { plain, mounted }
 }
 
-async function client(t: TestContext, port: number, options: IClientOptions = {}): Promise<{ client: MqttClient; inbox: Inbox }> {
-  const c = connect(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 0, connectTimeout: 5000, ...options })
-  const inbox = new Inbox(c)
-  t.after(() => c.endAsync(true))
-  await new Promise<void>((resolve, reject) => {
-    c.once('connect', () => resolve())
-    c.once('error', reject)
-  })
-  return { client: c, inbox }
+function client(t: TestContext, port: number, options: IClientOptions = {}): Promise<{ client: MqttClient; inbox: Inbox }> {
+  return connectedClient(t, `mqtt://127.0.0.1:${port}`, options)
 }
 
 test('publish, subscribe, unsubscribe, retained and shared subscriptions go through the mount point both ways', async (t) => {

@@ -10,12 +10,13 @@
 import assert from 'node:assert/strict'
 import { connect as netConnect, type Socket } from 'node:net'
 import { describe, test, type TestContext } from 'node:test'
-import { connect, type IClientOptions, type MqttClient } from 'mqtt'
+import type { IClientOptions, MqttClient } from 'mqtt'
 import { generate, parser as createParser, type Packet } from 'mqtt-packet'
 import type { Broker } from '../src/broker/broker.js'
 import type { OutpostConfig } from '../src/config/types.js'
 import { tcpGateway } from './helpers/broker.js'
-import { Inbox } from './helpers/inbox.js'
+import type { Inbox } from './helpers/inbox.js'
+import { connectedClient } from './helpers/mqtt-client.js'
 import { LogCapture, type LogLine } from './helpers/log-capture.js'
 import { RawClient } from './helpers/raw-client.js'
 
@@ -27,15 +28,8 @@ async function setup(t: TestContext, overrides: Partial<OutpostConfig>): Promise
   return { port, broker, logs }
 }
 
-async function mqttClient(t: TestContext, port: number, clientId: string, options: IClientOptions = {}): Promise<{ client: MqttClient; inbox: Inbox }> {
-  const client = connect(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 0, clientId, ...options })
-  const inbox = new Inbox(client)
-  t.after(() => client.endAsync(true))
-  await new Promise<void>((resolve, reject) => {
-    client.once('connect', () => resolve())
-    client.once('error', reject)
-  })
-  return { client, inbox }
+function mqttClient(t: TestContext, port: number, clientId: string, options: IClientOptions = {}): Promise<{ client: MqttClient; inbox: Inbox }> {
+  return connectedClient(t, `mqtt://127.0.0.1:${port}`, { clientId, ...options })
 }
 
 /** A client subscribed to `load/#` that then stops reading its socket. */
