@@ -17,7 +17,6 @@ import type { LogRing } from '../logger.js'
 import { DashboardAuth, sameOrigin, sessionCookie } from './auth.js'
 import { loginPage } from './login-page.js'
 import { collectFamilies, renderPrometheus } from './metrics.js'
-import { LastReadings } from './readings.js'
 import { buildState } from './state.js'
 import { startFigures, type Figures } from './sys-outpost.js'
 import type { Telemetry } from './telemetry.js'
@@ -64,10 +63,6 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
   const telemetry = options.telemetry ?? own?.telemetry
   if (telemetry === undefined) throw new Error('unreachable: no telemetry')
   const auth = config.passwordFile === undefined ? undefined : new DashboardAuth(config.passwordFile, log)
-  // Readings only matter to the dashboard: without it, no subscription and no memory for them.
-  const readings = auth === undefined ? undefined : new LastReadings(gateway.broker)
-  const followPorts = (): Promise<void> => readings?.update(gateway.serial?.ports.map((p) => p.config) ?? []) ?? Promise.resolve()
-  await followPorts()
   const version = gateway.broker.version
 
   const route = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -156,8 +151,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
           json(res, 401, { error: 'login required' })
           return
         }
-        await followPorts()
-        json(res, 200, await buildState({ gateway, telemetry, health: () => health.report(), logLines, readings, version }))
+        json(res, 200, await buildState({ gateway, telemetry, health: () => health.report(), logLines, version }))
         return
     }
     if (path.startsWith('/assets/')) {
@@ -200,7 +194,6 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
       resolve()
     })
   }).catch((err: unknown) => {
-    readings?.close()
     own?.stop()
     const code = (err as NodeJS.ErrnoException).code ?? String(err)
     throw new OutpostError('OUTPOST_E_LISTEN', `http: cannot listen on ${config.bind} port ${config.port}: ${code}`)
@@ -215,7 +208,6 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
       closing ??= new Promise<void>((resolve) => {
         server.close(() => resolve())
         server.closeAllConnections()
-        readings?.close()
         own?.stop()
       })
       return closing

@@ -5,8 +5,8 @@
  */
 import type { ClientInfo } from '../broker/broker.js'
 import type { LogRing } from '../logger.js'
+import type { LastReading } from '../serial/port-bridge.js'
 import type { HealthReport } from '../health.js'
-import type { LastReadings, Reading } from './readings.js'
 import type { RateSample, Telemetry, TelemetryGateway } from './telemetry.js'
 import { framesOf } from './telemetry.js'
 import { preview } from './text.js'
@@ -49,7 +49,7 @@ export interface ApiState {
     framesPerSecond: number
     frames: number
     errors: number
-    devices: Array<{ device: string; online: boolean; lastReading: Reading | null }>
+    devices: Array<{ device: string; online: boolean; lastReading: LastReading | null }>
   }>
   bridges: Array<{ name: string; url: string; state: string; backlogMessages: number; backlogBytes: number; oldestAgeSeconds: number | null; drainRate: number }>
   store: { dataDir: string; diskBytes: number; queuedBytes: number; maxBytes: number; retainedCount: number }
@@ -63,7 +63,6 @@ export interface StateSources {
   readonly telemetry: Telemetry
   readonly health: () => HealthReport
   readonly logLines: LogRing
-  readonly readings: LastReadings | undefined
   readonly version: string
 }
 
@@ -118,7 +117,7 @@ export async function buildState(src: StateSources): Promise<ApiState> {
         framesPerSecond: Math.round(src.telemetry.framesPerSecond(p.config.name) * 100) / 100,
         frames,
         errors,
-        devices: p.devices().map((d) => ({ device: d.id, online: d.online, lastReading: src.readings?.get(p.config.name, d.id) ?? null })),
+        devices: p.devices().map((d) => ({ device: d.id, online: d.online, lastReading: readingOf(p.lastReading(d.id)) })),
       }
     }),
     bridges: upstream.map((u) => {
@@ -178,4 +177,9 @@ function withoutCredentials(url: string): string {
   } catch {
     return url
   }
+}
+
+/** A device's last reading as the dashboard shows it: the payload cut to a preview. */
+function readingOf(r: LastReading | undefined): LastReading | null {
+  return r === undefined ? null : { topic: r.topic, payload: preview(Buffer.from(r.payload, 'utf8')), at: r.at }
 }

@@ -38,24 +38,28 @@ interface Effective {
 }
 
 type Json = Record<string, FieldValue>
+/** `device`: whose reading it is (a topic without `{device}` may carry several devices' readings). */
 interface JsonCandidate {
   values: Json
   at: number
+  device: string
 }
 interface FieldCandidate {
   value: FieldValue
   at: number
+  device: string
 }
 
 export class ReadingMapper {
   readonly #port: SerialPortConfig
-  readonly #send: (p: Publication) => void
+  readonly #send: (p: Publication, device: string) => void
   readonly #now: () => number
   readonly #effective = new Map<string, Effective>()
   readonly #jsonGates = new Map<string, Gate<JsonCandidate>>()
   readonly #fieldGates = new Map<string, Gate<FieldCandidate>>()
 
-  constructor(port: SerialPortConfig, send: (p: Publication) => void, now: () => number = Date.now) {
+  /** `send` gets each message with the device whose reading it carries. */
+  constructor(port: SerialPortConfig, send: (p: Publication, device: string) => void, now: () => number = Date.now) {
     this.#port = port
     this.#send = send
     this.#now = now
@@ -100,7 +104,7 @@ export class ReadingMapper {
       gate = new Gate<JsonCandidate>(
         e.rule.throttle,
         (c, last) => last === undefined || Object.entries(c.values).some(([k, v]) => moved(v, last.values[k], deadband(k))),
-        (c) => this.#send({ topic, payload: JSON.stringify(withTime(c, e.rule.timestamp)), qos: e.rule.qos, retain: e.rule.retain }),
+        (c) => this.#send({ topic, payload: JSON.stringify(withTime(c, e.rule.timestamp)), qos: e.rule.qos, retain: e.rule.retain }, c.device),
         this.#now,
       )
       this.#jsonGates.set(topic, gate)
@@ -108,7 +112,7 @@ export class ReadingMapper {
     // A device that sends fields in separate lines still gets one object per interval: the
     // pending object collects them, the newest value of each field winning.
     const merged = gate.pending === undefined ? json : { ...gate.pending.values, ...json }
-    gate.offer({ values: merged, at })
+    gate.offer({ values: merged, at, device: vars.device })
   }
 
   #offerField(
@@ -127,12 +131,12 @@ export class ReadingMapper {
       gate = new Gate<FieldCandidate>(
         f.rule.throttle ?? e.rule.throttle,
         (c, last) => last === undefined || moved(c.value, last.value, deadband),
-        (c) => this.#send({ topic, payload: String(c.value), qos, retain, ...(unit === undefined ? {} : { userProperties: [['unit', unit]] }) }),
+        (c) => this.#send({ topic, payload: String(c.value), qos, retain, ...(unit === undefined ? {} : { userProperties: [['unit', unit]] }) }, c.device),
         this.#now,
       )
       this.#fieldGates.set(topic, gate)
     }
-    gate.offer({ value: f.value, at })
+    gate.offer({ value: f.value, at, device: vars.device })
   }
 
   /** The port's rule with the device's overrides on top; field rules merge per key. */

@@ -10,7 +10,7 @@ import type { Fields } from './codecs/line-parsers.js'
 import { OutpostLinkDecoder } from './codecs/outpost-link-decoder.js'
 import { encodeFrame } from './codecs/outpost-link.js'
 import { CommandChannel, encodeArgs, type CommandResult } from './commands.js'
-import { PortDevices } from './devices.js'
+import { MAX_DEVICES_PER_PORT, PortDevices } from './devices.js'
 import { discoveryMessages, kindOf, MAX_ANNOUNCED_FIELDS, type AnnouncedField } from './discovery.js'
 import { LinkSession } from './link-session.js'
 import { ReadingMapper, type Publication } from './mapper.js'
@@ -18,8 +18,14 @@ import { SerialLink, type LinkState } from './port.js'
 import { listCandidates, resolvePort } from './resolve.js'
 import { TopicTemplate } from './template.js'
 
-export { MAX_DEVICES_PER_PORT } from './devices.js'
 const LOG_EVERY_MS = 10_000
+
+/** A reading as it went out: its topic, its payload, and when. */
+export interface LastReading {
+  readonly topic: string
+  readonly payload: string
+  readonly at: number
+}
 
 export interface PortHost {
   publish(p: Publication): void
@@ -58,6 +64,8 @@ export class PortBridge {
   readonly #counters: BridgeCounters = { 'undeclared-field': 0, 'no-hello': 0, 'unexpected-frame': 0, lost: 0, 'too-many-devices': 0, 'no-device': 0, commands: 0, 'command-failures': 0 }
   readonly #lastLog = new Map<string, { at: number; suppressed: number }>()
   readonly #session: LinkSession
+  /** The newest published reading per device; as bounded as the devices (PortDevices refuses more). */
+  readonly #lastReadings = new Map<string, LastReading>()
   /** Home Assistant discovery: fields announced per device (reset by a HELLO, which may change them). */
   readonly #announced = new Map<string, Set<string>>()
   #seq = 0
@@ -93,7 +101,7 @@ export class PortBridge {
     } else {
       this.#frames = new OutpostLinkDecoder()
     }
-    this.#mapper = new ReadingMapper(config, (p) => host.publish(p))
+    this.#mapper = new ReadingMapper(config, (p, device) => this.#publishReading(p, device))
     this.#devices = new PortDevices({
       config: () => this.#config,
       publish: (p) => host.publish(p),
@@ -149,6 +157,11 @@ export class PortBridge {
     return { ...decoder, ...this.#counters }
   }
 
+  /** The newest message a reading of `device` was published as (for the dashboard), if any. */
+  lastReading(device: string): LastReading | undefined {
+    return this.#lastReadings.get(device)
+  }
+
   /** Devices heard since start (or configured for a `lines` port), and whether each is online now. */
   devices(): Array<{ id: string; online: boolean }> {
     return this.#devices.list()
@@ -198,7 +211,7 @@ export class PortBridge {
     this.#config = next
     // Pending throttled values belong to the old topics; the next reading brings a fresh one.
     this.#mapper.close()
-    this.#mapper = new ReadingMapper(next, (p) => this.#host.publish(p))
+    this.#mapper = new ReadingMapper(next, (p, device) => this.#publishReading(p, device))
     // Discovery configs name the topics: announced again, with the new ones, at the next reading.
     this.#announced.clear()
     this.#devices.reconfigure(before)
@@ -298,6 +311,11 @@ export class PortBridge {
     const { rule, fields: rules } = this.#mapper.rules(device)
     const availabilityTopic = this.#devices.availabilityTopic(device)
     for (const p of discoveryMessages({ port: this.config.name, device, firmware, rule, fields: rules, availabilityTopic }, fresh)) this.#host.publish(p)
+  }
+
+  #publishReading(p: Publication, device: string): void {
+    if (this.#lastReadings.has(device) || this.#lastReadings.size < MAX_DEVICES_PER_PORT) this.#lastReadings.set(device, { topic: p.topic, payload: p.payload, at: Date.now() })
+    this.#host.publish(p)
   }
 
   #publishState(s: LinkState): void {
