@@ -166,7 +166,7 @@ export class SerialBridge {
     }
     if (!handled && unknown !== undefined) {
       const { route, device } = unknown
-      this.#reply(route, device, message.topic, { status: 'offline', reason: `no device ${device} on any serial port` }, message)
+      this.#reply(route, device, message.topic, { status: 'offline', reason: `no serial port has a device ${device}` }, message)
     }
   }
 

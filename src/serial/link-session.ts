@@ -73,7 +73,7 @@ export class LinkSession {
       case 'ping': {
         const hello = this.#hello
         if (hello === undefined) {
-          host.count('no-hello', `${frame.type} before any HELLO; asking the device for one`)
+          host.count('no-hello', `${frame.type} before the first HELLO; asking the device for one`)
           this.#askHello()
           return
         }
